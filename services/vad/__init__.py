@@ -1,0 +1,1 @@
+"""The VAD service: Silero voice activity detection behind ``parley.v1.VoiceActivityService``."""

@@ -1,0 +1,248 @@
+"""``parley.v1.VoiceActivityService``: one DetectStream per call, inference through the batcher."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import numpy as np
+from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+
+from services.common.audio import AudioFormatError, pcm16_to_float32
+from services.common.server import Lifecycle, ServerDraining
+from services.vad import metrics
+from services.vad.batcher import InferenceBatcher, InferenceJob
+from services.vad.model import SUPPORTED_RATES, context_samples, initial_state, window_samples
+from services.vad.segmenter import SegmenterConfig, SpeechEnd, SpeechEvent, SpeechSegmenter, SpeechStart
+from services.vad.settings import VadSettings
+
+log = logging.getLogger(__name__)
+
+# A stream is judged against real time over this much audio, so one slow step is not a warning.
+REALTIME_CHECK_SECONDS = 1.0
+
+
+class InvalidRequest(ValueError):
+    """A request the client must fix; ends the call with INVALID_ARGUMENT and this message."""
+
+
+def resolve_config(config: vad_pb2.DetectConfig, defaults: VadSettings) -> vad_pb2.DetectConfig:
+    """Check a client's DetectConfig and fill in the server's defaults."""
+    if config.sample_rate not in SUPPORTED_RATES:
+        raise InvalidRequest(f"sample_rate must be 8000 or 16000, got {config.sample_rate}")
+    resolved = vad_pb2.DetectConfig(
+        sample_rate=config.sample_rate,
+        threshold=config.threshold if config.HasField("threshold") else defaults.threshold,
+        min_silence_ms=config.min_silence_ms if config.HasField("min_silence_ms") else defaults.min_silence_ms,
+        speech_pad_ms=config.speech_pad_ms if config.HasField("speech_pad_ms") else defaults.speech_pad_ms,
+        min_speech_ms=config.min_speech_ms if config.HasField("min_speech_ms") else defaults.min_speech_ms,
+        emit_probabilities=config.emit_probabilities,
+    )
+    if not 0 < resolved.threshold < 1:
+        raise InvalidRequest(f"threshold must be between 0 and 1 (exclusive), got {resolved.threshold:g}")
+    for name, limit in (("min_silence_ms", 10_000), ("speech_pad_ms", 2000), ("min_speech_ms", 10_000)):
+        if getattr(resolved, name) > limit:
+            raise InvalidRequest(f"{name} must be at most {limit}, got {getattr(resolved, name)}")
+    return resolved
+
+
+class DetectStream:
+    """The state of one Detect call: model state, unanalysed samples, segmentation."""
+
+    def __init__(
+        self,
+        stream_id: int,
+        config: vad_pb2.DetectConfig,
+        batcher: InferenceBatcher,
+        max_chunk_ms: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.id = stream_id
+        self._clock = clock
+        self.config = config
+        self.rate = config.sample_rate
+        self.window = window_samples(self.rate)
+        self._batcher = batcher
+        self._max_chunk_samples = self.rate * max_chunk_ms // 1000
+        self._state = initial_state()
+        self._context = np.zeros(context_samples(self.rate), dtype=np.float32)
+        self._pending = np.empty(0, dtype=np.float32)
+        self._segmenter = SpeechSegmenter(
+            SegmenterConfig(
+                sample_rate=self.rate,
+                threshold=config.threshold,
+                min_silence_ms=config.min_silence_ms,
+                speech_pad_ms=config.speech_pad_ms,
+                min_speech_ms=config.min_speech_ms,
+            )
+        )
+        self.received = 0  # samples received
+        self.processed = 0  # samples analysed (whole windows)
+        self._busy_seconds = 0.0
+        self._audio_seconds = 0.0
+
+    def ready(self) -> vad_pb2.DetectResponse:
+        return vad_pb2.DetectResponse(ready=vad_pb2.DetectReady(config=self.config, window_samples=self.window))
+
+    async def process(self, chunk: audio_pb2.AudioChunk) -> list[vad_pb2.DetectResponse]:
+        """Analyse a chunk; return the responses it produces, in order."""
+        started = self._clock()
+        samples = self._decode(chunk)
+        self.received += len(samples)
+        buffered = np.concatenate((self._pending, samples)) if len(self._pending) else samples
+        whole = len(buffered) // self.window * self.window
+        self._pending = buffered[whole:]
+        responses: list[vad_pb2.DetectResponse] = []
+        if whole:
+            job = InferenceJob(self.rate, buffered[:whole].reshape(-1, self.window), self._state, self._context)
+            await self._batcher.run(job)
+            self._state, self._context = job.state, job.context
+            responses = self._segment(job.probabilities)
+        metrics.CHUNKS.inc()
+        metrics.AUDIO_SECONDS.inc(len(samples) / self.rate)
+        self._check_realtime(self._clock() - started, len(samples) / self.rate)
+        return responses
+
+    def finish(self) -> list[vad_pb2.DetectResponse]:
+        """The client closed its side: end a segment still open at the last sample received."""
+        event = self._segmenter.finish(self.received)
+        return [self._event_response(event)] if event else []
+
+    def _decode(self, chunk: audio_pb2.AudioChunk) -> np.ndarray:
+        if chunk.sample_rate and chunk.sample_rate != self.rate:
+            raise InvalidRequest(f"audio chunk sample_rate {chunk.sample_rate} differs from the configured {self.rate}")
+        if chunk.offset_samples and chunk.offset_samples != self.received:
+            raise InvalidRequest(
+                f"audio chunk offset_samples {chunk.offset_samples} does not follow the previous chunk "
+                f"(expected {self.received}); send the stream's audio contiguously"
+            )
+        if not chunk.pcm16:
+            raise InvalidRequest("empty audio chunk")
+        n_samples = len(chunk.pcm16) // 2
+        if n_samples > self._max_chunk_samples:
+            raise InvalidRequest(
+                f"audio chunk of {n_samples} samples is longer than the limit of {self._max_chunk_samples} "
+                f"({self._max_chunk_samples * 1000 // self.rate} ms); send smaller chunks"
+            )
+        try:
+            return pcm16_to_float32(chunk.pcm16)
+        except AudioFormatError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def _segment(self, probabilities: np.ndarray) -> list[vad_pb2.DetectResponse]:
+        first = self.processed
+        responses = []
+        if self.config.emit_probabilities:
+            responses.append(
+                vad_pb2.DetectResponse(
+                    probabilities=vad_pb2.SpeechProbabilities(
+                        offset_samples=first, window_samples=self.window, probabilities=probabilities.tolist()
+                    ),
+                    processed_samples=first + len(probabilities) * self.window,
+                )
+            )
+        for index, probability in enumerate(probabilities.tolist()):
+            start = first + index * self.window
+            self.processed = start + self.window
+            event = self._segmenter.push(probability, start, self.processed)
+            if event:
+                responses.append(self._event_response(event))
+        return responses
+
+    def _event_response(self, event: SpeechEvent) -> vad_pb2.DetectResponse:
+        if isinstance(event, SpeechStart):
+            metrics.EVENTS.labels("speech_started").inc()
+            return vad_pb2.DetectResponse(
+                speech_started=vad_pb2.SpeechStarted(start_offset_samples=event.start),
+                processed_samples=self.processed,
+            )
+        assert isinstance(event, SpeechEnd)
+        metrics.EVENTS.labels("speech_ended").inc()
+        return vad_pb2.DetectResponse(
+            speech_ended=vad_pb2.SpeechEnded(start_offset_samples=event.start, end_offset_samples=event.end),
+            processed_samples=self.processed,
+        )
+
+    def _check_realtime(self, busy_seconds: float, audio_seconds: float) -> None:
+        self._busy_seconds += busy_seconds
+        self._audio_seconds += audio_seconds
+        if self._audio_seconds < REALTIME_CHECK_SECONDS:
+            return
+        if self._busy_seconds > self._audio_seconds:
+            metrics.BEHIND_REALTIME.inc()
+            log.warning(
+                "stream is falling behind real time",
+                extra={
+                    "stream": self.id,
+                    "audio_s": round(self._audio_seconds, 3),
+                    "processing_s": round(self._busy_seconds, 3),
+                },
+            )
+        self._busy_seconds = self._audio_seconds = 0.0
+
+
+class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
+    """Serves Detect streams; every stream has its own model state."""
+
+    def __init__(self, settings: VadSettings, batcher: InferenceBatcher, lifecycle: Lifecycle) -> None:
+        self._settings = settings
+        self._batcher = batcher
+        self._lifecycle = lifecycle
+        self._ids = itertools.count(1)
+        self.active_streams = 0
+
+    async def Detect(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[vad_pb2.DetectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[vad_pb2.DetectResponse]:
+        if self.active_streams >= self._settings.max_streams:
+            metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this VAD server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
+            )
+        stream_id = next(self._ids)
+        self.active_streams += 1
+        metrics.STREAMS.inc()
+        metrics.STREAMS_ACTIVE.inc()
+        log.debug("stream opened", extra={"stream": stream_id, "peer": context.peer()})
+        stream: DetectStream | None = None
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
+                async for request in requests:
+                    kind = request.WhichOneof("request")
+                    if kind == "config":
+                        if stream is not None:
+                            raise InvalidRequest("the stream is already configured; send the config only once, first")
+                        stream = DetectStream(
+                            stream_id,
+                            resolve_config(request.config, self._settings),
+                            self._batcher,
+                            self._settings.max_chunk_ms,
+                        )
+                        yield stream.ready()
+                    elif kind == "audio":
+                        if stream is None:
+                            raise InvalidRequest("audio before config: the first request must be a DetectConfig")
+                        for response in await stream.process(request.audio):
+                            yield response
+                    else:
+                        raise InvalidRequest("empty DetectRequest: set config or audio")
+            if stream is not None:
+                for response in stream.finish():
+                    yield response
+        except InvalidRequest as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except ServerDraining:
+            code, message = grpc.StatusCode.UNAVAILABLE, "the VAD server is shutting down; open a new stream"
+        finally:
+            self.active_streams -= 1
+            metrics.STREAMS_ACTIVE.dec()
+        if code is not grpc.StatusCode.OK:
+            metrics.STREAM_ERRORS.labels(code.name).inc()
+            log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
+            await context.abort(code, message)

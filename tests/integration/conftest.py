@@ -1,0 +1,21 @@
+"""Integration fixtures: real service processes on loopback, real models, real gRPC."""
+
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+
+from tests.support.processes import ServiceProcess, start_service
+
+
+@pytest.fixture(scope="module")
+def vad_service() -> Iterator[ServiceProcess]:
+    service = start_service("services.vad")
+    yield service
+    assert service.stop() == 0, f"VAD service exited badly; log: {service.logs[-10:]}"
+
+
+@pytest.fixture
+async def vad_channel(vad_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(vad_service.grpc_address) as channel:
+        yield channel

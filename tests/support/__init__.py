@@ -1,0 +1,1 @@
+"""Helpers shared by the integration tests and the benchmarks: real processes, real audio."""

@@ -1,0 +1,96 @@
+"""Start a Parley service as a real process on loopback and learn its ports from its log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServiceProcess:
+    """A running service; ``logs`` collects its JSON log records as they arrive."""
+
+    name: str
+    process: subprocess.Popen[str]
+    grpc_address: str = ""
+    metrics_url: str = ""
+    logs: list[dict[str, object]] = field(default_factory=list)
+    _listening: threading.Event = field(default_factory=threading.Event)
+
+    def _read_logs(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = {"level": "raw", "msg": line.rstrip()}
+            self.logs.append(record)
+            if str(record.get("msg", "")).endswith(" listening"):
+                self.grpc_address = str(record["grpc"])
+                self.metrics_url = str(record["metrics"])
+                self._listening.set()
+        self._listening.set()  # the process ended; wake a waiter
+
+    def wait_listening(self, timeout: float) -> None:
+        if not self._listening.wait(timeout) or not self.grpc_address:
+            self.stop()
+            tail = "\n".join(str(r.get("msg")) for r in self.logs[-20:])
+            raise RuntimeError(f"{self.name} did not start listening within {timeout}s; log tail:\n{tail}")
+
+    def terminate(self) -> None:
+        """Send SIGTERM (the service starts draining)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> int:
+        self.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def warnings(self) -> list[dict[str, object]]:
+        return [r for r in self.logs if r.get("level") in ("warning", "error", "critical")]
+
+
+def start_service(module: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> ServiceProcess:
+    """Run ``python -m <module>`` on free loopback ports and wait until it listens."""
+    command = [
+        sys.executable,
+        "-m",
+        module,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--log-format",
+        "json",
+        *args,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    service = ServiceProcess(module, process)
+    threading.Thread(target=service._read_logs, name=f"{module}-logs", daemon=True).start()
+    started = time.monotonic()
+    service.wait_listening(timeout)
+    service.startup_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    return service
