@@ -71,7 +71,7 @@ test: install system-deps lint typecheck
 	$(BIN)/pytest tests
 
 bench-vad: install system-deps
-	$(BIN)/python bench/vad.py
+	$(BIN)/python -m bench.vad
 
 clean:
 	rm -rf $(VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache
