@@ -102,9 +102,11 @@ class DetectStream:
             await self._batcher.run(job)
             self._state, self._context = job.state, job.context
             responses = self._segment(job.probabilities)
+        busy = self._clock() - started
         metrics.CHUNKS.inc()
+        metrics.CHUNK_SECONDS.observe(busy)
         metrics.AUDIO_SECONDS.inc(len(samples) / self.rate)
-        self._check_realtime(self._clock() - started, len(samples) / self.rate)
+        self._check_realtime(busy, len(samples) / self.rate)
         return responses
 
     def finish(self) -> list[vad_pb2.DetectResponse]:

@@ -100,4 +100,8 @@ async def test_metrics_count_streams_chunks_and_inference(
     assert metric_value(after, "parley_vad_inference_seconds_count") > metric_value(
         before, "parley_vad_inference_seconds_count"
     )
+    assert (
+        metric_value(after, "parley_vad_chunk_seconds_count")
+        == metric_value(before, "parley_vad_chunk_seconds_count") + 10
+    )
     assert 'parley_vad_inference_seconds_bucket{le="0.001"}' in after
