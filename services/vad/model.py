@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 
+from services.common.bundled import BundledFile
+
 # The ONNX file inside the pinned `silero-vad` wheel. Only the file is used: importing the
 # package would import torch and set the whole process to one torch thread.
-BUNDLED_PACKAGE = "silero-vad"
-BUNDLED_FILE = "silero_vad/data/silero_vad.onnx"
-BUNDLED_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
+BUNDLED_MODEL = BundledFile(
+    "silero-vad", "silero_vad/data/silero_vad.onnx", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
+)
 
 SUPPORTED_RATES = (8000, 16000)
 STATE_SIZE = 128
@@ -34,30 +34,12 @@ def initial_state() -> np.ndarray:
     return np.zeros((2, STATE_SIZE), dtype=np.float32)
 
 
-def bundled_model_path() -> Path:
-    """Path of the ONNX file shipped by the installed `silero-vad` wheel."""
-    try:
-        dist = importlib.metadata.distribution(BUNDLED_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"the bundled Silero model needs the `{BUNDLED_PACKAGE}` package: run `make install`"
-        ) from None
-    return Path(str(dist.locate_file(BUNDLED_FILE)))
-
-
-def verify_sha256(path: Path, expected: str) -> None:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected:
-        raise ValueError(f"{path} has sha256 {digest}, expected {expected}: refusing to load it")
-
-
 class SileroVad:
     """Stateless batched inference: callers own each stream's state and context."""
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
         if path is None:
-            path = bundled_model_path()
-            verify_sha256(path, BUNDLED_SHA256)
+            path = BUNDLED_MODEL.verified()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

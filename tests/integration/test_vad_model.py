@@ -6,16 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.common.bundled import verify_sha256
 from services.vad.batcher import InferenceBatcher, InferenceJob
-from services.vad.model import (
-    BUNDLED_SHA256,
-    SileroVad,
-    bundled_model_path,
-    context_samples,
-    initial_state,
-    verify_sha256,
-    window_samples,
-)
+from services.vad.model import BUNDLED_MODEL, SileroVad, context_samples, initial_state, window_samples
 from tests.support import speech
 
 RATE = 16000
@@ -40,14 +33,14 @@ def sequential_probabilities(model: SileroVad, audio: np.ndarray) -> np.ndarray:
 
 
 def test_bundled_model_is_the_pinned_file() -> None:
-    verify_sha256(bundled_model_path(), BUNDLED_SHA256)
+    verify_sha256(BUNDLED_MODEL.locate(), BUNDLED_MODEL.sha256)
 
 
 def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
     tampered = tmp_path / "silero_vad.onnx"
-    tampered.write_bytes(bundled_model_path().read_bytes() + b"\0")
+    tampered.write_bytes(BUNDLED_MODEL.locate().read_bytes() + b"\0")
     with pytest.raises(ValueError, match="refusing to load"):
-        verify_sha256(tampered, BUNDLED_SHA256)
+        verify_sha256(tampered, BUNDLED_MODEL.sha256)
 
 
 async def test_batched_streams_match_sequential_runs(model: SileroVad) -> None:
