@@ -4,9 +4,10 @@ a Prometheus side port, message size limits and a bounded graceful drain on SIGT
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -81,7 +82,7 @@ class GrpcService:
         )
         self._service_names: list[str] = []
         self._stop_requested = asyncio.Event()
-        self._on_stop: list[Callable[[], Awaitable[None] | None]] = []
+        self._on_stop: list[Callable[[], object]] = []
         self.port = 0
         self.metrics_port = 0
 
@@ -90,8 +91,9 @@ class GrpcService:
         add_to_server(servicer, self.server)
         self._service_names.append(service_name)
 
-    def on_stop(self, callback: Callable[[], Awaitable[None] | None]) -> None:
-        """Run ``callback`` after the gRPC server has stopped (release models, threads...)."""
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` after the gRPC server has stopped (release models, threads...);
+        a coroutine it returns is awaited."""
         self._on_stop.append(callback)
 
     def stop(self) -> None:
@@ -142,6 +144,6 @@ class GrpcService:
         await self.server.stop(grace)
         for callback in reversed(self._on_stop):
             result = callback()
-            if result is not None:
+            if inspect.isawaitable(result):
                 await result
         log.info("%s stopped", self.name)

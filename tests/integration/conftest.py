@@ -19,3 +19,17 @@ def vad_service() -> Iterator[ServiceProcess]:
 async def vad_channel(vad_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(vad_service.grpc_address) as channel:
         yield channel
+
+
+@pytest.fixture(scope="session")
+def llm_service() -> Iterator[ServiceProcess]:
+    """The LLM service with its default (bundled) models, shared by the LLM tests."""
+    service = start_service("services.llm", timeout=180)
+    yield service
+    assert service.stop() == 0, f"LLM service exited badly; log: {service.logs[-10:]}"
+
+
+@pytest.fixture
+async def llm_channel(llm_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(llm_service.grpc_address) as channel:
+        yield channel

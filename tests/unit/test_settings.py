@@ -4,8 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from services.common.settings import parse_settings
+from services.llm.settings import LlmSettings
 from services.vad.settings import VadSettings
 from tests.support.processes import REPO_ROOT
 
@@ -30,11 +32,15 @@ def test_invalid_value_exits_with_a_clear_message(capsys: pytest.CaptureFixture[
     assert "--threshold" in capsys.readouterr().err
 
 
-def test_help_explains_every_option() -> None:
+@pytest.mark.parametrize(
+    ("module", "settings_cls", "prefix"),
+    [("services.vad", VadSettings, "PARLEY_VAD_"), ("services.llm", LlmSettings, "PARLEY_LLM_")],
+)
+def test_help_explains_every_option(module: str, settings_cls: type[BaseSettings], prefix: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "services.vad", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
-    for name, field in VadSettings.model_fields.items():
+    for name, field in settings_cls.model_fields.items():
         assert f"--{name.replace('_', '-')}" in result.stdout
         assert field.description, f"{name} has no description"
-    assert "PARLEY_VAD_" in result.stdout
+    assert prefix in result.stdout

@@ -1,0 +1,1 @@
+"""The LLM service: speech recognition and a language model behind ``parley.v1.ConversationService``."""

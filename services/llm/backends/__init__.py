@@ -1,0 +1,59 @@
+"""Language model engines behind one small interface; each engine in its own module."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_output_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class GenerationRequest:
+    """One reply to generate: the whole conversation as chat messages, newest last."""
+
+    messages: list[dict[str, str]]
+    params: GenerationParams
+    images: list[bytes] = field(default_factory=list)  # JPEG, for models that see
+    audio: np.ndarray | None = None  # 16 kHz float32, for models that hear
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by the engine as it works."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = "stop"  # "stop", "length" or "cancelled"
+    prefill_seconds: float = 0.0
+
+
+class LanguageModel(Protocol):
+    """What the conversation layer needs of an engine."""
+
+    name: str
+    sees_images: bool
+    hears_audio: bool
+
+    def new_session_state(self) -> Any:
+        """Per-session engine state (a KV cache, say); kept between turns, dropped on reset."""
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens of ``messages`` with the generation prompt, for fitting the context."""
+
+    def generate(self, request: GenerationRequest, state: Any, stats: GenerationStats) -> AsyncGenerator[str, None]:
+        """Stream the reply as text deltas. Closing the iterator early (a cancelled turn) stops
+        generation promptly; ``state`` then covers what was generated so far."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,353 @@
+"""``parley.v1.ConversationService``: turns of a session, streamed in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
+
+from services.common.server import Lifecycle, ServerDraining
+from services.llm import metrics
+from services.llm.asr import SpeechRecognizer, TurnTranscriber
+from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, LanguageModel
+from services.llm.sessions import Exchange, Session, SessionCapacityError, SessionStore
+from services.llm.settings import LlmSettings
+from services.llm.turn import InvalidRequest, TurnInput, validate_header
+
+log = logging.getLogger(__name__)
+
+# Said, not generated, when images reach a model that cannot see them.
+CANNOT_SEE_IMAGES = "I can't see images: the model I run on reads text only."
+_INPUT_DONE = object()
+FINISH_REASONS = {
+    "stop": conversation_pb2.FINISH_REASON_STOP,
+    "length": conversation_pb2.FINISH_REASON_LENGTH,
+    "cancelled": conversation_pb2.FINISH_REASON_CANCELLED,
+    "no_reply": conversation_pb2.FINISH_REASON_NO_REPLY,
+}
+
+
+class TurnError(Exception):
+    """Ends a turn with ``code`` and a message for the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
+    def __init__(
+        self,
+        settings: LlmSettings,
+        engine: LanguageModel,
+        recognizer: SpeechRecognizer | None,
+        sessions: SessionStore,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._recognizer = recognizer
+        self._sessions = sessions
+        self._lifecycle = lifecycle
+        self.active_turns = 0
+
+    # -- Respond ---------------------------------------------------------------------------
+
+    async def Respond(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[conversation_pb2.RespondRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+        error: TurnError | None = None
+        async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
+            try:
+                first = await anext(requests, None)
+                if first is None or first.WhichOneof("request") != "header":
+                    raise InvalidRequest("the first request of a turn must be a TurnHeader")
+                async for response in self._turn(first.header, requests):
+                    yield response
+            except InvalidRequest as exc:
+                error = TurnError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except TurnError as exc:
+                error = exc
+            except ServerDraining:
+                error = TurnError(grpc.StatusCode.UNAVAILABLE, "the LLM server is shutting down; retry the turn")
+        if error is not None:
+            metrics.TURN_ERRORS.labels(error.code.name).inc()
+            log.info("turn refused", extra={"code": error.code.name, "reason": str(error)})
+            await context.abort(error.code, str(error))
+
+    async def _turn(
+        self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
+    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+        params = validate_header(header, self._settings)
+        try:
+            session = self._sessions.open(header.session_id)
+        except SessionCapacityError as exc:
+            raise TurnError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        metrics.SESSIONS_ACTIVE.set(len(self._sessions))
+        async with self._session_turn(session):
+            if header.HasField("system_prompt"):
+                session.system_prompt = header.system_prompt
+            yield conversation_pb2.RespondResponse(
+                accepted=conversation_pb2.TurnAccepted(
+                    session_id=session.id,
+                    turn_id=header.turn_id,
+                    history_turns=len(session.exchanges),
+                    model=self._engine.name,
+                )
+            )
+            async for response in self._run_turn(session, header, params, requests):
+                yield response
+            session.last_used = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def _session_turn(self, session: Session) -> AsyncIterator[None]:
+        """One turn of a session at a time; a new one waits briefly for a cancelled one to wind up."""
+        try:
+            await asyncio.wait_for(session.lock.acquire(), self._settings.turn_wait_seconds)
+        except TimeoutError:
+            raise TurnError(
+                grpc.StatusCode.ABORTED, f"another turn of session {session.id} is still in progress"
+            ) from None
+        self.active_turns += 1
+        metrics.TURNS_ACTIVE.inc()
+        try:
+            yield
+        finally:
+            self.active_turns -= 1
+            metrics.TURNS_ACTIVE.dec()
+            session.lock.release()
+
+    async def _run_turn(
+        self,
+        session: Session,
+        header: conversation_pb2.TurnHeader,
+        params: GenerationParams,
+        requests: AsyncIterator[conversation_pb2.RespondRequest],
+    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+        partials: asyncio.Queue[object] = asyncio.Queue()
+        transcriber = None
+        if self._recognizer is not None and not self._engine.hears_audio:
+            transcriber = TurnTranscriber(
+                self._recognizer,
+                self._settings.asr_partial_interval_ms,
+                on_partial=lambda text: partials.put_nowait(
+                    conversation_pb2.RespondResponse(user_transcript=conversation_pb2.UserTranscript(text=text))
+                ),
+            )
+        turn = TurnInput(self._settings, header.mode, transcriber)
+        reader = asyncio.create_task(self._read_input(requests, turn, partials))
+        try:
+            # Partial transcripts go out while the input is still arriving.
+            while (item := await partials.get()) is not _INPUT_DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, conversation_pb2.RespondResponse)
+                yield item
+            input_ended = time.perf_counter()
+            if not turn.has_input:
+                raise InvalidRequest("the turn has no input: send audio, text or images before EndOfInput")
+            transcript, timings = "", {}
+            if transcriber is not None and turn.audio_samples:
+                transcript = await transcriber.final()
+                timings["asr"] = (time.perf_counter() - input_ended) * 1000
+                metrics.ASR_SECONDS.observe(timings["asr"] / 1000)
+                yield conversation_pb2.RespondResponse(
+                    user_transcript=conversation_pb2.UserTranscript(text=transcript, is_final=True)
+                )
+            async for response in self._reply(session, header, params, turn, transcript, timings):
+                yield response
+        finally:
+            reader.cancel()
+            if transcriber is not None:
+                transcriber.cancel()
+
+    async def _read_input(
+        self,
+        requests: AsyncIterator[conversation_pb2.RespondRequest],
+        turn: TurnInput,
+        out: asyncio.Queue[object],
+    ) -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "audio":
+                    turn.add_audio(request.audio)
+                elif kind == "image":
+                    turn.add_image(request.image)
+                elif kind == "text":
+                    turn.add_text(request.text.text)
+                elif kind == "end_of_unit":
+                    turn.end_unit()
+                elif kind == "end_of_input":
+                    break
+                elif kind == "header":
+                    raise InvalidRequest("a turn has one TurnHeader; open a new call for the next turn")
+                else:
+                    raise InvalidRequest("empty RespondRequest")
+            else:
+                raise InvalidRequest("the input ended without EndOfInput")
+            turn.finish_audio()
+            out.put_nowait(_INPUT_DONE)
+        except Exception as exc:
+            out.put_nowait(exc)
+
+    async def _reply(
+        self,
+        session: Session,
+        header: conversation_pb2.TurnHeader,
+        params: GenerationParams,
+        turn: TurnInput,
+        transcript: str,
+        timings: dict[str, float],
+    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+        user_text = "\n".join([*turn.texts, transcript] if transcript else turn.texts).strip()
+        notice = CANNOT_SEE_IMAGES if turn.images and not self._engine.sees_images else ""
+        stats = GenerationStats(finish_reason="no_reply")
+        reply: list[str] = []
+        if notice:
+            reply.append(notice)
+            yield conversation_pb2.RespondResponse(text_delta=conversation_pb2.TextDelta(text=notice))
+        started = time.perf_counter()
+        wants_reply = bool(user_text) and not header.transcribe_only
+        # Whether this turn goes into the history: not when it fails before anything is said.
+        recorded = bool(notice) or (bool(user_text) and not wants_reply)
+        try:
+            if wants_reply:
+                messages = self._fit_context(session, user_text, params)
+                recorded = True
+                request = GenerationRequest(
+                    messages=messages,
+                    params=params,
+                    images=turn.images if self._engine.sees_images else [],
+                    audio=np.concatenate(turn.audio_16k) if self._engine.hears_audio and turn.audio_16k else None,
+                )
+                async with contextlib.aclosing(self._engine.generate(request, session.engine_state, stats)) as deltas:
+                    async for delta in deltas:
+                        if "first_token" not in timings:
+                            timings["first_token"] = (time.perf_counter() - started) * 1000
+                            metrics.FIRST_TOKEN_SECONDS.observe(timings["first_token"] / 1000)
+                        if notice and len(reply) == 1:
+                            delta = " " + delta.lstrip()
+                        reply.append(delta)
+                        yield conversation_pb2.RespondResponse(text_delta=conversation_pb2.TextDelta(text=delta))
+            elif notice:
+                stats.finish_reason = "stop"
+        except asyncio.CancelledError:
+            stats.finish_reason = "cancelled"
+            metrics.CANCELLATIONS.inc()
+            raise
+        finally:
+            reply_text = "".join(reply)
+            if recorded:
+                # What was said so far stays in the history, a cancelled reply included.
+                user = user_text or "(an image)"
+                session.exchanges.append(Exchange(header.turn_id, user, reply_text if wants_reply or notice else None))
+            self._account(stats, started, timings)
+        yield conversation_pb2.RespondResponse(
+            done=conversation_pb2.TurnDone(
+                finish_reason=FINISH_REASONS[stats.finish_reason],
+                usage=conversation_pb2.Usage(
+                    input_tokens=stats.input_tokens,
+                    cached_input_tokens=stats.cached_input_tokens,
+                    output_tokens=stats.output_tokens,
+                    input_audio_seconds=turn.audio_seconds,
+                ),
+                timings=audio_pb2.Timings(durations_ms=timings),
+                reply_text=reply_text,
+            )
+        )
+
+    def _fit_context(self, session: Session, user_text: str, params: GenerationParams) -> list[dict[str, str]]:
+        """The prompt messages, dropping the session's oldest turns until prompt and reply fit."""
+        budget = self._settings.max_context_tokens - params.max_output_tokens
+        messages = session.messages(user_text)
+        while self._engine.count_tokens(messages) > budget:
+            if not session.exchanges:
+                raise InvalidRequest("the turn's input alone is longer than the model's context allows")
+            session.exchanges.pop(0)
+            messages = session.messages(user_text)
+        return messages
+
+    def _account(self, stats: GenerationStats, started: float, timings: dict[str, float]) -> None:
+        elapsed = time.perf_counter() - started
+        timings["prefill"] = stats.prefill_seconds * 1000
+        timings["generation"] = elapsed * 1000
+        metrics.TURNS.labels(stats.finish_reason).inc()
+        metrics.INPUT_TOKENS.inc(stats.input_tokens)
+        metrics.CACHED_INPUT_TOKENS.inc(stats.cached_input_tokens)
+        metrics.OUTPUT_TOKENS.inc(stats.output_tokens)
+        decode_seconds = elapsed - timings.get("first_token", elapsed * 1000) / 1000
+        if stats.output_tokens > 1 and decode_seconds > 0:
+            metrics.DECODE_TOKENS_PER_SECOND.observe((stats.output_tokens - 1) / decode_seconds)
+
+    # -- Session RPCs ----------------------------------------------------------------------
+
+    async def _locked_session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {session_id!r} on this replica")
+        assert session is not None
+        try:
+            await asyncio.wait_for(session.lock.acquire(), self._settings.turn_wait_seconds)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.ABORTED, f"a turn of session {session_id} is still in progress")
+        return session
+
+    async def TruncateReply(  # noqa: N802
+        self, request: conversation_pb2.TruncateReplyRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.TruncateReplyResponse:
+        session = await self._locked_session(request.session_id, context)
+        try:
+            exchange = session.find(request.turn_id)
+            if exchange is None or exchange.reply is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no reply of turn {request.turn_id!r} in the session")
+            assert exchange is not None
+            exchange.reply = request.heard_text  # the cache is cropped where the tokens now differ
+        finally:
+            session.lock.release()
+        return conversation_pb2.TruncateReplyResponse()
+
+    async def ResetSession(  # noqa: N802
+        self, request: conversation_pb2.ResetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.ResetSessionResponse:
+        session = await self._locked_session(request.session_id, context)
+        try:
+            self._sessions.reset(session.id)
+        finally:
+            session.lock.release()
+        return conversation_pb2.ResetSessionResponse()
+
+    async def EndSession(  # noqa: N802
+        self, request: conversation_pb2.EndSessionRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.EndSessionResponse:
+        session = await self._locked_session(request.session_id, context)
+        try:
+            self._sessions.end(session.id)
+        finally:
+            session.lock.release()
+        metrics.SESSIONS_ACTIVE.set(len(self._sessions))
+        return conversation_pb2.EndSessionResponse()
+
+    async def GetLoad(  # noqa: N802
+        self, request: conversation_pb2.GetLoadRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.GetLoadResponse:
+        return conversation_pb2.GetLoadResponse(
+            active_sessions=len(self._sessions),
+            max_sessions=self._sessions.max_sessions,
+            active_turns=self.active_turns,
+        )
+
+    async def expire_idle_sessions(self) -> None:
+        """Free idle sessions, forever (a background task)."""
+        interval = min(30.0, self._settings.session_idle_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            for session_id in self._sessions.expire_idle():
+                log.info("session expired", extra={"session": session_id})
+            metrics.SESSIONS_ACTIVE.set(len(self._sessions))

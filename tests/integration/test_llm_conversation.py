@@ -1,0 +1,154 @@
+"""The LLM service with its bundled models: spoken and typed turns, sessions, images."""
+
+import io
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+from parley.v1 import conversation_pb2, conversation_pb2_grpc
+from PIL import Image
+
+from services.llm.backends.transformers_lm import BUNDLED_GGUF
+from services.llm.servicer import CANNOT_SEE_IMAGES
+from services.llm.settings import DEFAULT_SYSTEM_PROMPT
+from tests.support import speech
+from tests.support.llm_client import END, ask, audio_chunks, header, image, respond, text
+
+QUESTION = "What is the capital of France?"
+
+
+def new_session() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    path = BUNDLED_GGUF.verified()
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+def prompt_tokens(tokenizer, turns: list[tuple[str, str | None]], system: str = DEFAULT_SYSTEM_PROMPT) -> int:
+    """Tokens of the prompt a session with these (user, reply) turns should send to the model."""
+    messages = [{"role": "system", "content": system}]
+    for user, reply in turns:
+        messages.append({"role": "user", "content": user})
+        if reply is not None:
+            messages.append({"role": "assistant", "content": reply})
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(rendered, add_special_tokens=False).input_ids)
+
+
+@pytest.mark.parametrize("rate", [16000, 24000])
+async def test_spoken_question_is_transcribed_and_answered(llm_channel: grpc.aio.Channel, rate: int) -> None:
+    question = speech.trim(speech.speak(QUESTION, rate), rate)
+    audio, _ = speech.compose([0.3, question, 0.6], rate)
+    result = await respond(llm_channel, [header(new_session()), *audio_chunks(audio, rate), END])
+    assert result.transcript is not None
+    assert "capital of france" in result.transcript.lower()
+    assert "Paris" in result.reply
+    assert result.done is not None
+    assert result.done.finish_reason == conversation_pb2.FINISH_REASON_STOP
+    assert result.done.usage.input_audio_seconds == pytest.approx(len(audio) / rate, abs=0.01)
+    assert result.done.reply_text == result.reply
+    assert {"asr", "first_token", "prefill", "generation"} <= set(result.done.timings.durations_ms)
+
+
+async def test_typed_question_gets_the_same_answer_every_time(llm_channel: grpc.aio.Channel) -> None:
+    first = await ask(llm_channel, new_session(), QUESTION)
+    second = await ask(llm_channel, new_session(), QUESTION)
+    assert "Paris" in first.reply
+    assert first.reply == second.reply
+    assert first.transcript is None  # no audio, no transcript
+
+
+async def test_later_turns_carry_the_history_and_reuse_the_cache(llm_channel, tokenizer) -> None:
+    session = new_session()
+    first = await ask(llm_channel, session, "My favourite colour is green.", generation={"max_output_tokens": 24})
+    second = await ask(llm_channel, session, "What is my favourite colour?", generation={"max_output_tokens": 24})
+    assert first.accepted.history_turns == 0 and second.accepted.history_turns == 1
+    expected = prompt_tokens(
+        tokenizer, [("My favourite colour is green.", first.reply), ("What is my favourite colour?", None)]
+    )
+    assert second.done.usage.input_tokens == expected
+    # Everything up to (at least) the first turn's prompt came from the session's cache.
+    assert second.done.usage.cached_input_tokens >= first.done.usage.input_tokens
+    assert first.done.usage.cached_input_tokens == 0
+
+
+async def test_sessions_never_see_each_other(llm_channel, tokenizer) -> None:
+    talkative, other = new_session(), new_session()
+    await ask(llm_channel, talkative, "Remember the word pineapple.", generation={"max_output_tokens": 8})
+    fresh = await ask(llm_channel, other, "What word did I ask you to remember?", generation={"max_output_tokens": 8})
+    assert fresh.accepted.history_turns == 0
+    assert fresh.done.usage.input_tokens == prompt_tokens(tokenizer, [("What word did I ask you to remember?", None)])
+    assert fresh.done.usage.cached_input_tokens == 0
+
+
+async def test_reset_and_end_session(llm_channel: grpc.aio.Channel) -> None:
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    session = new_session()
+    await ask(llm_channel, session, "Hello!", generation={"max_output_tokens": 4})
+    await stub.ResetSession(conversation_pb2.ResetSessionRequest(session_id=session))
+    after_reset = await ask(llm_channel, session, "Hello again!", generation={"max_output_tokens": 4})
+    assert after_reset.accepted.history_turns == 0
+    assert after_reset.done.usage.cached_input_tokens == 0
+    load = await stub.GetLoad(conversation_pb2.GetLoadRequest())
+    assert load.active_sessions >= 1 and load.max_sessions == 16
+    await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert session in (error.value.details() or "")
+    after = await stub.GetLoad(conversation_pb2.GetLoadRequest())
+    assert after.active_sessions == load.active_sessions - 1
+
+
+async def test_truncate_reply_replaces_what_the_history_keeps(llm_channel, tokenizer) -> None:
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    session = new_session()
+    first = await ask(llm_channel, session, QUESTION, turn_id="t1")
+    assert len(first.reply) > 10
+    heard = first.reply[:10]
+    await stub.TruncateReply(conversation_pb2.TruncateReplyRequest(session_id=session, turn_id="t1", heard_text=heard))
+    second = await ask(llm_channel, session, "Go on.", generation={"max_output_tokens": 4})
+    assert second.done.usage.input_tokens == prompt_tokens(tokenizer, [(QUESTION, heard), ("Go on.", None)])
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.TruncateReply(conversation_pb2.TruncateReplyRequest(session_id=session, turn_id="nope"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((48, 64, 3), (30, 120, 200), np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+async def test_a_text_only_model_says_plainly_it_cannot_see_images(llm_channel: grpc.aio.Channel) -> None:
+    with_question = await respond(llm_channel, [header(new_session()), image(jpeg()), text(QUESTION), END])
+    assert with_question.deltas[0] == CANNOT_SEE_IMAGES
+    assert "Paris" in with_question.reply  # the text part is still answered
+    image_only = await respond(llm_channel, [header(new_session()), image(jpeg()), END])
+    assert image_only.reply == CANNOT_SEE_IMAGES
+    assert image_only.done.finish_reason == conversation_pb2.FINISH_REASON_STOP
+
+
+async def test_transcribe_only_adds_to_history_without_a_reply(llm_channel: grpc.aio.Channel) -> None:
+    session = new_session()
+    spoken = speech.trim(speech.speak("Please note that I like tea.", 16000), 16000)
+    audio, _ = speech.compose([0.2, spoken, 0.4], 16000)
+    noted = await respond(llm_channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
+    assert noted.transcript and "please note that i like" in noted.transcript.lower()
+    assert noted.deltas == [] and noted.done.finish_reason == conversation_pb2.FINISH_REASON_NO_REPLY
+    later = await ask(llm_channel, session, "Thanks.", generation={"max_output_tokens": 4})
+    assert later.accepted.history_turns == 1
+
+
+async def test_noise_only_audio_gets_no_reply(llm_channel: grpc.aio.Channel) -> None:
+    noise = speech.white_noise(16000 * 2, 0.001, seed=4)
+    result = await respond(llm_channel, [header(new_session()), *audio_chunks(noise), END])
+    assert result.transcript == ""
+    assert result.deltas == []
+    assert result.done.finish_reason == conversation_pb2.FINISH_REASON_NO_REPLY

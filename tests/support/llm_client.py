@@ -1,0 +1,83 @@
+"""A plain client of parley.v1.ConversationService for tests and benchmarks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
+
+from services.common.audio import float32_to_pcm16
+
+
+@dataclass
+class TurnResult:
+    accepted: conversation_pb2.TurnAccepted | None = None
+    partials: list[str] = field(default_factory=list)
+    transcript: str | None = None
+    deltas: list[str] = field(default_factory=list)
+    done: conversation_pb2.TurnDone | None = None
+
+    @property
+    def reply(self) -> str:
+        return "".join(self.deltas)
+
+
+def header(session_id: str, **fields: object) -> conversation_pb2.RespondRequest:
+    fields.setdefault("turn_id", uuid.uuid4().hex[:8])
+    return conversation_pb2.RespondRequest(header=conversation_pb2.TurnHeader(session_id=session_id, **fields))  # type: ignore[arg-type]
+
+
+def text(value: str) -> conversation_pb2.RespondRequest:
+    return conversation_pb2.RespondRequest(text=conversation_pb2.TextInput(text=value))
+
+
+def audio_chunks(samples: np.ndarray, rate: int = 16000, chunk_ms: int = 100) -> list[conversation_pb2.RespondRequest]:
+    pcm = float32_to_pcm16(samples)
+    step = 2 * rate * chunk_ms // 1000
+    return [
+        conversation_pb2.RespondRequest(audio=audio_pb2.AudioChunk(pcm16=pcm[i : i + step], sample_rate=rate))
+        for i in range(0, len(pcm), step)
+    ]
+
+
+def image(jpeg: bytes) -> conversation_pb2.RespondRequest:
+    return conversation_pb2.RespondRequest(image=audio_pb2.ImageFrame(jpeg=jpeg))
+
+
+END = conversation_pb2.RespondRequest(end_of_input=conversation_pb2.EndOfInput())
+
+
+def collect(result: TurnResult, response: conversation_pb2.RespondResponse) -> None:
+    kind = response.WhichOneof("event")
+    if kind == "accepted":
+        result.accepted = response.accepted
+    elif kind == "user_transcript":
+        if response.user_transcript.is_final:
+            result.transcript = response.user_transcript.text
+        else:
+            result.partials.append(response.user_transcript.text)
+    elif kind == "text_delta":
+        result.deltas.append(response.text_delta.text)
+    elif kind == "done":
+        result.done = response.done
+
+
+async def respond(channel: grpc.aio.Channel, requests: list[conversation_pb2.RespondRequest]) -> TurnResult:
+    """Send a whole turn; return everything that came back."""
+
+    async def send() -> AsyncIterator[conversation_pb2.RespondRequest]:
+        for request in requests:
+            yield request
+
+    result = TurnResult()
+    async for response in conversation_pb2_grpc.ConversationServiceStub(channel).Respond(send()):
+        collect(result, response)
+    return result
+
+
+async def ask(channel: grpc.aio.Channel, session_id: str, question: str, **header_fields: object) -> TurnResult:
+    return await respond(channel, [header(session_id, **header_fields), text(question), END])
