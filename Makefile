@@ -10,7 +10,7 @@ TEST_DEB_PACKAGES := espeak-ng
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format typecheck unit integration bench-vad system-deps clean
+.PHONY: install run test lint format typecheck unit integration bench-vad bench-llm system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -69,6 +69,9 @@ integration: install system-deps
 
 test: install system-deps lint typecheck
 	$(BIN)/pytest tests
+
+bench-llm: install system-deps
+	$(BIN)/python -m bench.llm
 
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad

@@ -30,7 +30,10 @@ class ServiceEntry:
 
 
 # The stack, in start order. Later services (llm, tts, edge) are added here as they land.
-STACK = (ServiceEntry("vad", "services.vad", 50051, 9051),)
+STACK = (
+    ServiceEntry("vad", "services.vad", 50051, 9051),
+    ServiceEntry("llm", "services.llm", 50052, 9052),
+)
 
 
 class LauncherSettings(BaseSettings):

@@ -4,6 +4,7 @@ a Prometheus side port, message size limits and a bounded graceful drain on SIGT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -56,6 +57,31 @@ class Lifecycle:
             drain_wait.cancel()
             if next_request is not None:
                 next_request.cancel()
+
+
+# How long a call that failed on bad input keeps reading before its status is sent.
+ERROR_LINGER_SECONDS = 1.0
+
+
+async def abort_after_input(
+    context: grpc.aio.ServicerContext,
+    requests: AsyncIterable[object],
+    code: grpc.StatusCode,
+    message: str,
+    linger_seconds: float = ERROR_LINGER_SECONDS,
+) -> None:
+    """End a streaming call with an error, first reading (and dropping) what the client is still
+    sending, until it half-closes or ``linger_seconds`` pass.
+
+    A client that writes while the server closes the stream can lose the status: grpc-python's
+    aio client replaces it with INTERNAL "Internal error from Core" when its write fails. A
+    client that ends its input promptly thus always sees the real code and message.
+    """
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(linger_seconds):
+            async for _ in requests:
+                pass
+    await context.abort(code, message)
 
 
 class GrpcService:

@@ -79,7 +79,13 @@ class SpeechRecognizer:
 
 
 class TurnTranscriber:
-    """Collects one turn's 16 kHz audio and keeps a transcript of it as current as is cheap."""
+    """Collects one turn's 16 kHz audio and keeps a transcript of it as current as is cheap.
+
+    Two kinds of early decode: after a pause in speech (the turn may be about to end: this one
+    is what makes the final transcript ready in time) and, if partials are on, after every
+    interval of new speech (for showing the user what was heard). A pause never waits for a
+    partial decode that is still running.
+    """
 
     def __init__(
         self,
@@ -95,10 +101,10 @@ class TurnTranscriber:
         self._frame_carry = np.empty(0, dtype=np.float32)
         self._peak_rms = 0.0
         self._voiced_end = 0  # just after the last frame that sounded like speech
-        self._decoded_upto = 0  # audio covered by the last finished decode
+        self._decoded_upto = 0  # audio covered by the newest finished decode
         self._decoded_text = ""
         self._last_decode_start = 0
-        self._decoding: asyncio.Task[None] | None = None
+        self._running: dict[asyncio.Task[None], int] = {}  # decode -> samples it covers
         self.early_decodes = 0
 
     @property
@@ -118,15 +124,16 @@ class TurnTranscriber:
         """The transcript of everything fed; reuses an early decode when no speech came after it."""
         if not self.heard_speech:
             return ""
-        if self._decoding is not None:
-            await asyncio.shield(self._decoding)
+        covering = [task for task, upto in self._running.items() if upto >= self._voiced_end]
+        if covering:
+            await asyncio.shield(covering[0])
         if self._voiced_end <= self._decoded_upto:
             return self._decoded_text
         return await self._recognizer.transcribe(self._audio())
 
     def cancel(self) -> None:
-        if self._decoding is not None:
-            self._decoding.cancel()
+        for task in self._running:
+            task.cancel()
 
     def _audio(self, upto: int | None = None) -> np.ndarray:
         if len(self._chunks) > 1:
@@ -148,13 +155,22 @@ class TurnTranscriber:
             self._voiced_end = first_frame_start + int(voiced[-1] + 1) * FRAME
 
     def _maybe_decode(self) -> None:
-        if self._decoding is not None or self._voiced_end <= self._decoded_upto or self.samples > EARLY_DECODE_LIMIT:
+        if self._voiced_end <= self._decoded_upto or self.samples > EARLY_DECODE_LIMIT:
             return
-        paused = self.samples - self._voiced_end >= PAUSE_SAMPLES
-        interval_due = self._partial_interval and self.samples - self._last_decode_start >= self._partial_interval
-        if paused or interval_due:
-            self._last_decode_start = self.samples
-            self._decoding = asyncio.create_task(self._decode(self.samples))
+        if self.samples - self._voiced_end >= PAUSE_SAMPLES:
+            if not any(upto >= self._voiced_end for upto in self._running.values()):
+                self._start_decode()
+        elif (
+            self._partial_interval
+            and not self._running
+            and self.samples - self._last_decode_start >= self._partial_interval
+        ):
+            self._start_decode()
+
+    def _start_decode(self) -> None:
+        self._last_decode_start = self.samples
+        task = asyncio.create_task(self._decode(self.samples))
+        self._running[task] = self.samples
 
     async def _decode(self, upto: int) -> None:
         try:
@@ -163,10 +179,11 @@ class TurnTranscriber:
             log.exception("early transcription failed; the final one will run at the end of the turn")
             return
         finally:
-            self._decoding = None
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         self.early_decodes += 1
         metrics.ASR_EARLY_DECODES.inc()
-        self._decoded_upto, self._decoded_text = upto, text
-        if self._on_partial is not None and self._partial_interval and text:
-            self._on_partial(text)
+        if upto > self._decoded_upto:
+            self._decoded_upto, self._decoded_text = upto, text
+            if self._on_partial is not None and self._partial_interval and text:
+                self._on_partial(text)
         self._maybe_decode()

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
 
-from services.common.server import Lifecycle, ServerDraining
+from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, LanguageModel
@@ -62,7 +62,6 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     async def Respond(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[conversation_pb2.RespondRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[conversation_pb2.RespondResponse]:
-        error: TurnError | None = None
         async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
             try:
                 first = await anext(requests, None)
@@ -76,34 +75,46 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 error = exc
             except ServerDraining:
                 error = TurnError(grpc.StatusCode.UNAVAILABLE, "the LLM server is shutting down; retry the turn")
-        if error is not None:
+            else:
+                return
             metrics.TURN_ERRORS.labels(error.code.name).inc()
             log.info("turn refused", extra={"code": error.code.name, "reason": str(error)})
-            await context.abort(error.code, str(error))
+            if error.code == grpc.StatusCode.UNAVAILABLE:
+                await context.abort(error.code, str(error))
+            await abort_after_input(context, requests, error.code, str(error))
 
     async def _turn(
         self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
     ) -> AsyncIterator[conversation_pb2.RespondResponse]:
         params = validate_header(header, self._settings)
+        is_new = self._sessions.get(header.session_id) is None
         try:
             session = self._sessions.open(header.session_id)
         except SessionCapacityError as exc:
             raise TurnError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         metrics.SESSIONS_ACTIVE.set(len(self._sessions))
-        async with self._session_turn(session):
-            if header.HasField("system_prompt"):
-                session.system_prompt = header.system_prompt
-            yield conversation_pb2.RespondResponse(
-                accepted=conversation_pb2.TurnAccepted(
-                    session_id=session.id,
-                    turn_id=header.turn_id,
-                    history_turns=len(session.exchanges),
-                    model=self._engine.name,
+        completed = False
+        try:
+            async with self._session_turn(session):
+                if header.HasField("system_prompt"):
+                    session.system_prompt = header.system_prompt
+                yield conversation_pb2.RespondResponse(
+                    accepted=conversation_pb2.TurnAccepted(
+                        session_id=session.id,
+                        turn_id=header.turn_id,
+                        history_turns=len(session.exchanges),
+                        model=self._engine.name,
+                    )
                 )
-            )
-            async for response in self._run_turn(session, header, params, requests):
-                yield response
-            session.last_used = time.monotonic()
+                async for response in self._run_turn(session, header, params, requests):
+                    yield response
+                session.last_used = time.monotonic()
+                completed = True
+        finally:
+            if is_new and not completed and not session.exchanges:
+                # A first turn that failed leaves nothing worth a session slot.
+                self._sessions.end(session.id)
+                metrics.SESSIONS_ACTIVE.set(len(self._sessions))
 
     @contextlib.asynccontextmanager
     async def _session_turn(self, session: Session) -> AsyncIterator[None]:

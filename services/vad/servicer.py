@@ -13,7 +13,7 @@ import numpy as np
 from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 from services.common.audio import AudioFormatError, pcm16_to_float32
-from services.common.server import Lifecycle, ServerDraining
+from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.vad import metrics
 from services.vad.batcher import InferenceBatcher, InferenceJob
 from services.vad.model import SUPPORTED_RATES, context_samples, initial_state, window_samples
@@ -212,39 +212,43 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
         metrics.STREAMS_ACTIVE.inc()
         log.debug("stream opened", extra={"stream": stream_id, "peer": context.peer()})
         stream: DetectStream | None = None
-        code, message = grpc.StatusCode.OK, ""
         try:
             async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
-                async for request in requests:
-                    kind = request.WhichOneof("request")
-                    if kind == "config":
-                        if stream is not None:
-                            raise InvalidRequest("the stream is already configured; send the config only once, first")
-                        stream = DetectStream(
-                            stream_id,
-                            resolve_config(request.config, self._settings),
-                            self._batcher,
-                            self._settings.max_chunk_ms,
-                        )
-                        yield stream.ready()
-                    elif kind == "audio":
-                        if stream is None:
-                            raise InvalidRequest("audio before config: the first request must be a DetectConfig")
-                        for response in await stream.process(request.audio):
+                try:
+                    async for request in requests:
+                        kind = request.WhichOneof("request")
+                        if kind == "config":
+                            if stream is not None:
+                                raise InvalidRequest("the stream is already configured; send the config only once")
+                            stream = DetectStream(
+                                stream_id,
+                                resolve_config(request.config, self._settings),
+                                self._batcher,
+                                self._settings.max_chunk_ms,
+                            )
+                            yield stream.ready()
+                        elif kind == "audio":
+                            if stream is None:
+                                raise InvalidRequest("audio before config: the first request must be a DetectConfig")
+                            for response in await stream.process(request.audio):
+                                yield response
+                        else:
+                            raise InvalidRequest("empty DetectRequest: set config or audio")
+                    if stream is not None:
+                        for response in stream.finish():
                             yield response
-                    else:
-                        raise InvalidRequest("empty DetectRequest: set config or audio")
-            if stream is not None:
-                for response in stream.finish():
-                    yield response
-        except InvalidRequest as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        except ServerDraining:
-            code, message = grpc.StatusCode.UNAVAILABLE, "the VAD server is shutting down; open a new stream"
+                except InvalidRequest as exc:
+                    self._log_error(stream_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    await abort_after_input(context, requests, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                except ServerDraining:
+                    message = "the VAD server is shutting down; open a new stream"
+                    self._log_error(stream_id, grpc.StatusCode.UNAVAILABLE, message)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, message)
         finally:
             self.active_streams -= 1
             metrics.STREAMS_ACTIVE.dec()
-        if code is not grpc.StatusCode.OK:
-            metrics.STREAM_ERRORS.labels(code.name).inc()
-            log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
-            await context.abort(code, message)
+
+    @staticmethod
+    def _log_error(stream_id: int, code: grpc.StatusCode, message: str) -> None:
+        metrics.STREAM_ERRORS.labels(code.name).inc()
+        log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})

