@@ -299,7 +299,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
 
     # -- Session RPCs ----------------------------------------------------------------------
 
-    async def _locked_session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
+    @contextlib.asynccontextmanager
+    async def _holding(self, session_id: str, context: grpc.aio.ServicerContext) -> AsyncIterator[Session]:
+        """The session, with no turn of it running meanwhile (NOT_FOUND or ABORTED otherwise)."""
         session = self._sessions.get(session_id)
         if session is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {session_id!r} on this replica")
@@ -308,40 +310,34 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             await asyncio.wait_for(session.lock.acquire(), self._settings.turn_wait_seconds)
         except TimeoutError:
             await context.abort(grpc.StatusCode.ABORTED, f"a turn of session {session_id} is still in progress")
-        return session
+        try:
+            yield session
+        finally:
+            session.lock.release()
 
     async def TruncateReply(  # noqa: N802
         self, request: conversation_pb2.TruncateReplyRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.TruncateReplyResponse:
-        session = await self._locked_session(request.session_id, context)
-        try:
+        async with self._holding(request.session_id, context) as session:
             exchange = session.find(request.turn_id)
             if exchange is None or exchange.reply is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no reply of turn {request.turn_id!r} in the session")
             assert exchange is not None
             exchange.reply = request.heard_text  # the cache is cropped where the tokens now differ
-        finally:
-            session.lock.release()
         return conversation_pb2.TruncateReplyResponse()
 
     async def ResetSession(  # noqa: N802
         self, request: conversation_pb2.ResetSessionRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.ResetSessionResponse:
-        session = await self._locked_session(request.session_id, context)
-        try:
+        async with self._holding(request.session_id, context) as session:
             self._sessions.reset(session.id)
-        finally:
-            session.lock.release()
         return conversation_pb2.ResetSessionResponse()
 
     async def EndSession(  # noqa: N802
         self, request: conversation_pb2.EndSessionRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.EndSessionResponse:
-        session = await self._locked_session(request.session_id, context)
-        try:
+        async with self._holding(request.session_id, context) as session:
             self._sessions.end(session.id)
-        finally:
-            session.lock.release()
         metrics.SESSIONS_ACTIVE.set(len(self._sessions))
         return conversation_pb2.EndSessionResponse()
 

@@ -15,7 +15,18 @@ from PIL import Image
 from services.llm.settings import DEFAULT_SYSTEM_PROMPT
 from tests.integration.test_llm_conversation import prompt_tokens
 from tests.integration.test_llm_conversation import tokenizer as tokenizer  # the fixture
-from tests.support.llm_client import END, TurnResult, ask, audio_chunks, collect, header, image, respond, text
+from tests.support.llm_client import (
+    END,
+    TurnResult,
+    ask,
+    audio_chunks,
+    cancel_after,
+    collect,
+    header,
+    image,
+    respond,
+    text,
+)
 from tests.support.processes import ServiceProcess, start_service
 
 
@@ -34,22 +45,10 @@ def output_tokens_total(service: ServiceProcess) -> float:
 async def test_cancelling_a_reply_stops_generation_and_keeps_the_partial(
     llm_service: ServiceProcess, llm_channel: grpc.aio.Channel, tokenizer
 ) -> None:
-    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
     session = new_session()
     story = "Tell me a long story about a dragon who learns to bake bread."
     before = output_tokens_total(llm_service)
-
-    async def requests() -> AsyncIterator[conversation_pb2.RespondRequest]:
-        for request in (header(session, turn_id="t1", generation={"max_output_tokens": 400}), text(story), END):
-            yield request
-
-    call = stub.Respond(requests())
-    result = TurnResult()
-    async for response in call:
-        collect(result, response)
-        if len(result.deltas) == 5:
-            break
-    call.cancel()  # barge-in
+    result = await cancel_after(llm_channel, session, story, deltas=5)  # barge-in
 
     # The next turn of the session waits until the cancelled one has let go of it.
     after_cancel = await respond(llm_channel, [header(session, transcribe_only=True), text("Stop."), END])

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from parley.v1 import conversation_pb2, conversation_pb2_grpc
+from parley.v1 import conversation_pb2
 
 from tests.integration.test_llm_cancel_and_errors import output_tokens_total
 from tests.integration.test_llm_conversation import QUESTION, prompt_tokens
 from tests.integration.test_llm_conversation import tokenizer as tokenizer  # the fixture
 from tests.support import speech
-from tests.support.llm_client import END, TurnResult, ask, audio_chunks, collect, header, respond, text
+from tests.support.llm_client import END, ask, audio_chunks, cancel_after, header, respond, text
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
 
 
@@ -64,21 +64,9 @@ async def test_history_and_prefix_cache_through_vllm(channel: grpc.aio.Channel, 
 
 
 async def test_cancelling_stops_vllm_generation(vllm_service: ServiceProcess, channel: grpc.aio.Channel) -> None:
-    stub = conversation_pb2_grpc.ConversationServiceStub(channel)
     session = new_session()
     before = output_tokens_total(vllm_service)
-
-    async def requests() -> AsyncIterator[conversation_pb2.RespondRequest]:
-        for request in (header(session, generation={"max_output_tokens": 400}), text("Write a long poem."), END):
-            yield request
-
-    call = stub.Respond(requests())
-    result = TurnResult()
-    async for response in call:
-        collect(result, response)
-        if len(result.deltas) == 5:
-            break
-    call.cancel()
+    result = await cancel_after(channel, session, "Write a long poem.", deltas=5)
     after = await respond(channel, [header(session, transcribe_only=True), text("Stop."), END])
     assert after.accepted.history_turns == 1
     generated = output_tokens_total(vllm_service) - before

@@ -91,3 +91,24 @@ async def respond(channel: grpc.aio.Channel, requests: list[conversation_pb2.Res
 
 async def ask(channel: grpc.aio.Channel, session_id: str, question: str, **header_fields: object) -> TurnResult:
     return await respond(channel, [header(session_id, **header_fields), text(question), END])
+
+
+async def cancel_after(
+    channel: grpc.aio.Channel, session_id: str, question: str, deltas: int, max_output_tokens: int = 400
+) -> TurnResult:
+    """Start a long reply, cancel the call (a barge-in) once ``deltas`` text deltas arrived."""
+    call = conversation_pb2_grpc.ConversationServiceStub(channel).Respond()
+    for request in (
+        header(session_id, turn_id="t1", generation={"max_output_tokens": max_output_tokens}),
+        text(question),
+        END,
+    ):
+        await call.write(request)
+    await call.done_writing()
+    result = TurnResult()
+    async for response in call:
+        collect(result, response)
+        if len(result.deltas) == deltas:
+            break
+    call.cancel()
+    return result
