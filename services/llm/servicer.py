@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 import numpy as np
@@ -67,8 +67,11 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 first = await anext(requests, None)
                 if first is None or first.WhichOneof("request") != "header":
                     raise InvalidRequest("the first request of a turn must be a TurnHeader")
-                async for response in self._turn(first.header, requests):
-                    yield response
+                # Closed explicitly, innermost first, when the call ends early (a cancelled turn):
+                # left to the garbage collector, the session could be let go before the reply is kept.
+                async with contextlib.aclosing(self._turn(first.header, requests)) as responses:
+                    async for response in responses:
+                        yield response
             except InvalidRequest as exc:
                 error = TurnError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except TurnError as exc:
@@ -85,7 +88,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
 
     async def _turn(
         self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
-    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+    ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         params = validate_header(header, self._settings)
         is_new = self._sessions.get(header.session_id) is None
         try:
@@ -106,8 +109,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                         model=self._engine.name,
                     )
                 )
-                async for response in self._run_turn(session, header, params, requests):
-                    yield response
+                async with contextlib.aclosing(self._run_turn(session, header, params, requests)) as responses:
+                    async for response in responses:
+                        yield response
                 session.last_used = time.monotonic()
                 completed = True
         finally:
@@ -140,7 +144,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         header: conversation_pb2.TurnHeader,
         params: GenerationParams,
         requests: AsyncIterator[conversation_pb2.RespondRequest],
-    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+    ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         partials: asyncio.Queue[object] = asyncio.Queue()
         transcriber = None
         if self._recognizer is not None and not self._engine.hears_audio:
@@ -171,8 +175,11 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 yield conversation_pb2.RespondResponse(
                     user_transcript=conversation_pb2.UserTranscript(text=transcript, is_final=True)
                 )
-            async for response in self._reply(session, header, params, turn, transcript, timings):
-                yield response
+            async with contextlib.aclosing(
+                self._reply(session, header, params, turn, transcript, timings)
+            ) as responses:
+                async for response in responses:
+                    yield response
         finally:
             reader.cancel()
             if transcriber is not None:
@@ -216,7 +223,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         turn: TurnInput,
         transcript: str,
         timings: dict[str, float],
-    ) -> AsyncIterator[conversation_pb2.RespondResponse]:
+    ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         user_text = "\n".join([*turn.texts, transcript] if transcript else turn.texts).strip()
         notice = CANNOT_SEE_IMAGES if turn.images and not self._engine.sees_images else ""
         stats = GenerationStats(finish_reason="no_reply")
