@@ -30,7 +30,10 @@ class ServiceEntry:
 
 
 # The stack, in start order. Later services (llm, tts, edge) are added here as they land.
-STACK = (ServiceEntry("vad", "services.vad", 50051, 9051),)
+STACK = (
+    ServiceEntry("vad", "services.vad", 50051, 9051),
+    ServiceEntry("tts", "services.tts", 50053, 9053),
+)
 
 
 class LauncherSettings(BaseSettings):

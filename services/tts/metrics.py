@@ -7,6 +7,7 @@ STREAMS = Counter("parley_tts_streams", "Synthesize streams opened.")
 STREAM_ERRORS = Counter(
     "parley_tts_stream_errors", "Synthesize streams ended with an error status (CANCELLED: by the client).", ["code"]
 )
+CHARACTERS_RECEIVED = Counter("parley_tts_characters_received", "Characters of text read from streams.")
 CHARACTERS = Counter("parley_tts_characters", "Characters of text synthesised (as received, before normalisation).")
 SEGMENTS = Counter("parley_tts_segments", "Pieces of text synthesised.")
 AUDIO_SECONDS = Counter("parley_tts_audio_seconds", "Seconds of audio produced.")

@@ -127,7 +127,9 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
             )
         except ServerDraining:
             code, message = grpc.StatusCode.UNAVAILABLE, "the TTS server is shutting down; open a new stream"
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client cancelled (or went away): grpc cancels the handler's task, or closes it
+            # as a generator if it was waiting to send.
             metrics.STREAM_ERRORS.labels(grpc.StatusCode.CANCELLED.name).inc()
             log.debug("stream cancelled", extra={"stream": stream_id})
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -70,11 +70,14 @@ class TtsSettings(ServiceSettings):
     )
     audio_chunk_ms: int = Field(200, ge=10, le=10_000, description="Longest audio chunk sent, in milliseconds.")
 
-    @model_validator(mode="after")
-    def _default_voice_is_loaded(self) -> TtsSettings:
-        names = set(self.piper_voices) | ({BUNDLED_VOICE_NAME} if self.bundled_voice else set())
+    @field_validator("default_voice")
+    @classmethod
+    def _default_voice_is_loaded(cls, name: str, info: ValidationInfo) -> str:
+        names = set(info.data.get("piper_voices", {}))
+        if info.data.get("bundled_voice"):
+            names.add(BUNDLED_VOICE_NAME)
         if not names:
             raise ValueError("no voice to load: keep --bundled-voice or name --piper-voices")
-        if self.default_voice not in names:
-            raise ValueError(f"default voice {self.default_voice!r} is not among the voices loaded: {sorted(names)}")
-        return self
+        if name not in names:
+            raise ValueError(f"default voice {name!r} is not among the voices loaded: {sorted(names)}")
+        return name

@@ -178,6 +178,7 @@ class SynthesisStream:
             )
         if self._first_text_at is None:
             self._first_text_at = self._clock()
+        metrics.CHARACTERS_RECEIVED.inc(len(text))
         text = remove_control_characters(text)
         self.characters_received += len(text)
         for segment in self._segmenter.push(text):
