@@ -1,10 +1,12 @@
 """Cuts streamed text into the pieces that are synthesised one at a time.
 
-Text arrives a token at a time. A piece is cut at the end of a sentence, at a line break, or
-(for the first piece, and for later ones once they are long) at clause punctuation; any piece
-is cut at a word boundary once it reaches a length cap. The first piece of a stream is kept
-short on purpose: its audio is what the listener waits for, while later pieces are synthesised
-as earlier ones play, so they can be whole sentences with natural prosody.
+Text arrives a token at a time. A piece is cut at the end of a sentence, at a line break, at
+clause punctuation (early in a stream, or once a piece is long), or at a word boundary when it
+reaches a length cap. The first piece of a stream is kept short on purpose: its audio is what
+the listener waits for. Later pieces are synthesised while earlier ones play, so they may grow
+(each up to GROWTH times all the text before it, so the next piece's text has time to arrive and
+be synthesised before the audio already sent runs out) until they are whole sentences with
+natural prosody.
 
 Pure logic over strings, tested without a model.
 """
@@ -23,6 +25,10 @@ _TITLES = frozenset(("mr", "mrs", "ms", "dr", "prof", "st", "mt", "sr", "jr", "c
 # Nor after these, whatever follows ("e.g. Paris").
 _NEVER_FINAL = frozenset(("e.g", "i.e", "vs", "cf", "a.k.a", "approx", "incl", "no", "nr", "fig", "ca"))
 _FENCES = ("```", "~~~")
+# A piece may be this many times as long as all the text before it. Text streams in some ten times
+# faster than it is spoken, so a piece four times as long as what is already playing arrives and
+# is synthesised with time to spare.
+GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,17 @@ class SegmentLimits:
     first_max_chars: int = 40
     """The first piece is cut at a word boundary beyond this, even without punctuation."""
     clause_min_chars: int = 60
-    """Later pieces are cut at clause punctuation only when at least this long."""
+    """Once this much text has gone out, pieces are cut at clause punctuation only when this long."""
     max_chars: int = 300
     """No piece is longer; also bounds how much text waits here for a boundary."""
+
+    def cap(self, chars_out: int) -> int:
+        """Longest piece after ``chars_out`` characters have gone out in earlier pieces."""
+        return min(self.max_chars, max(self.first_max_chars, GROWTH * chars_out))
+
+    def clause_min(self, chars_out: int) -> int:
+        """Shortest piece cut at clause punctuation: any at first, then up to ``clause_min_chars``."""
+        return min(self.clause_min_chars, chars_out)
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,7 @@ class TextSegmenter:
     def __init__(self, limits: SegmentLimits | None = None) -> None:
         self.limits = limits or SegmentLimits()
         self._buffer = ""
-        self._segments_out = 0
+        self._chars_out = 0  # text that has gone out in pieces
         self._fence: str | None = None  # the marker of the code block we are in
         self._fence_opened_here = False  # the buffer starts with that block's opening line
 
@@ -90,8 +104,7 @@ class TextSegmenter:
 
     def _take(self, end: int, code: bool = False) -> Segment:
         text, self._buffer = self._buffer[:end].strip(), self._buffer[end:]
-        if text:
-            self._segments_out += 1
+        self._chars_out += len(text)
         opens = code and self._fence_opened_here
         if code:
             self._fence_opened_here = False
@@ -101,8 +114,8 @@ class TextSegmenter:
 
     def _next_text(self, final: bool) -> Segment | None:
         buffer = self._buffer
-        first = self._segments_out == 0
-        limit = self.limits.first_max_chars if first else self.limits.max_chars
+        limit = self.limits.cap(self._chars_out)
+        clause_min = self.limits.clause_min(self._chars_out)
         in_code_span = False
         for i, ch in enumerate(buffer):
             if i >= limit:
@@ -126,17 +139,16 @@ class TextSegmenter:
                 if _has_words(buffer[:i]):
                     return self._take(i + 1)
                 continue
-            clause_allowed = first or i >= self.limits.clause_min_chars
-            if ch in SENTENCE_ENDS or (clause_allowed and ch in CLAUSE_ENDS):
+            if ch in SENTENCE_ENDS or (ch in CLAUSE_ENDS and i >= clause_min):
                 try:
-                    end = self._boundary_end(buffer, i, final, first)
+                    end = self._boundary_end(buffer, i, final)
                 except _Wait:
                     return None
                 if end is not None and _has_words(buffer[:end]):
                     return self._take(end)
         return None
 
-    def _boundary_end(self, buffer: str, i: int, final: bool, first: bool) -> int | None:
+    def _boundary_end(self, buffer: str, i: int, final: bool) -> int | None:
         """Where a piece ending with the punctuation at ``i`` ends, or None if it does not end there."""
         ch = buffer[i]
         if ch == "—":

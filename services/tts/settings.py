@@ -51,10 +51,18 @@ class TtsSettings(ServiceSettings):
         "boundary beyond this many characters, so its audio comes fast.",
     )
     clause_min_chars: int = Field(
-        60, ge=0, le=10_000, description="Later pieces are cut at clause punctuation only when this long."
+        60,
+        ge=0,
+        le=10_000,
+        description="Pieces are cut at clause punctuation when at least this long (early in a stream, when "
+        "less text than this has gone out, at any clause).",
     )
     max_segment_chars: int = Field(
-        300, ge=16, le=10_000, description="No piece synthesised at once is longer (cut at a word boundary)."
+        300,
+        ge=16,
+        le=10_000,
+        description="No piece synthesised at once is longer (cut at a word boundary). Below this, a piece may "
+        "be at most four times as long as all the text before it, so audio keeps ahead of playback.",
     )
     max_text_message_chars: int = Field(
         65_536,

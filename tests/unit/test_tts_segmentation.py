@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.tts.segmentation import Segment, SegmentLimits, TextSegmenter
+from services.tts.segmentation import GROWTH, Segment, SegmentLimits, TextSegmenter
 
 
 def segment(text: str, step: int | None = None, limits: SegmentLimits | None = None) -> list[Segment]:
@@ -35,7 +35,8 @@ def test_pieces_do_not_depend_on_how_the_text_is_split(step: int | None) -> None
     assert texts(segment(REPLY, step)) == [
         "Sure,",
         "here is the plan.",
-        "Dr. Smith arrives at 7:30 p.m. tomorrow, e.g. after dinner, and J. R. Tolkien joins him.",
+        "Dr. Smith arrives at 7:30 p.m. tomorrow,",
+        "e.g. after dinner, and J. R. Tolkien joins him.",
         "It costs $3.50 in total!",
         "Is that OK?",
         "Pi is about 3.14, see example.com for more.",
@@ -50,15 +51,31 @@ def test_the_first_piece_is_cut_short_even_without_punctuation() -> None:
     assert pieces[1:] == ["the lazy dog and keeps running far away from everything it knows"]
 
 
-def test_later_pieces_split_at_clauses_only_when_long() -> None:
+def test_pieces_grow_from_clauses_to_whole_sentences() -> None:
     limits = SegmentLimits(first_max_chars=40, clause_min_chars=30, max_chars=300)
-    text = "Yes. One, two, three. This sentence is rather long, so it is split at its comma, and again here."
+    text = (
+        "Yes. One, two, three. This sentence is rather long, so it is split at its comma, and again here. "
+        "Well, yes, with enough said this one stays whole."
+    )
     assert texts(segment(text, limits=limits)) == [
         "Yes.",
-        "One, two, three.",
-        "This sentence is rather long, so it is split at its comma,",
-        "and again here.",
+        "One,",
+        "two, three.",
+        "This sentence is rather long,",
+        "so it is split at its comma, and again here.",
+        "Well, yes, with enough said this one stays whole.",
     ]
+
+
+def test_each_piece_is_at_most_growth_times_the_text_before_it() -> None:
+    limits = SegmentLimits(first_max_chars=20, clause_min_chars=1000, max_chars=1000)
+    words = " ".join(f"w{i}" for i in range(400))  # no punctuation: only the caps cut
+    pieces = texts(segment(words, limits=limits))
+    before = 0
+    for piece in pieces:
+        assert len(piece) <= max(20, GROWTH * before)
+        before += len(piece)
+    assert len(pieces[0]) <= 20 < 2 * len(pieces[0]) < len(pieces[1]) < len(pieces[2]) / 2
 
 
 def test_no_piece_is_longer_than_the_cap() -> None:
