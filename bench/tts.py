@@ -158,15 +158,14 @@ async def bench(runs: int, token_delay: float, levels: list[int], stall_budget: 
             f"{summary([r.first_piece_to_audio for r in single])}"
         )
         stalled = [r for r in single if r.stall_seconds > 0]
-        print(
-            f"  playback stalls: {len(stalled)} of {len(single)} runs, worst {max(r.stall_seconds for r in single) * 1e3:.0f} ms"
-        )
+        worst = max(r.stall_seconds for r in single)
+        print(f"  playback stalls: {len(stalled)} of {len(single)} runs, worst {worst * 1e3:.0f} ms")
         server_first = [r.server_timings["first_segment_to_audio"] / 1e3 for r in single]
         print(f"  (inside the service, first clause complete -> first audio ready: {summary(server_first)})")
         factors = [r.server_timings["synthesis"] / r.server_timings["audio"] for r in single]
         print(
-            f"  real-time factor (synthesis time / audio duration, per reply): median {statistics.median(factors):.3f}, "
-            f"p95 {percentile(factors, 95):.3f} "
+            "  real-time factor (synthesis time / audio duration, per reply): "
+            f"median {statistics.median(factors):.3f}, p95 {percentile(factors, 95):.3f} "
             f"({sum(r.audio_seconds for r in single):.0f} s of audio)"
         )
 
@@ -179,7 +178,8 @@ async def bench(runs: int, token_delay: float, levels: list[int], stall_budget: 
                 await run.run(speech_pb2_grpc.SpeechSynthesisServiceStub(channel), started)
             whole.append((run.finished_at - started) / run.audio_seconds)
         print(
-            f"  whole reply sent at once, wall time to SynthesisDone / audio duration: median {statistics.median(whole):.3f}"
+            "  whole reply sent at once, wall time to SynthesisDone / audio duration: "
+            f"median {statistics.median(whole):.3f}"
         )
 
         print(
@@ -205,7 +205,8 @@ async def bench(runs: int, token_delay: float, levels: list[int], stall_budget: 
             else:
                 break
         print(
-            f"\nHeld in real time (no stream's playback stalled more than {stall_budget * 1e3:.0f} ms in total): {held} streams"
+            f"\nHeld in real time (no stream's playback stalled more than {stall_budget * 1e3:.0f} ms in total): "
+            f"{held} streams"
         )
     finally:
         service.stop()
