@@ -66,6 +66,9 @@ CASES = {
     "pages 10-20": "pages ten to twenty",
     "half is 1/2 and 3/4 is more": "half is one half and three quarters is more",
     "version 2.0.1": "version two point zero point one",
+    "from 1990-2000": "from nineteen ninety to two thousand",
+    "call 555-0142 or (555) 123-4567": "call five five five, zero one four two or five five five, one two three, "
+    "four five six seven",
     "a 4K screen": "a four K screen",
     # ordinals
     "The 1st, 2nd and 23rd places.": "The first, second and twenty-third places.",

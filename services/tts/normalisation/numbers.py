@@ -201,7 +201,7 @@ _MONTH_YEAR_RE = re.compile(rf"\b{_MONTH_NAME}\s(?P<y>\d{{4}})\b")
 _DECADE_RE = re.compile(r"(?:\b(?P<century>1\d|20)(?P<decade>\d)|(?:\b|')(?P<short>[2-9]))0s\b")
 # A four-digit number read as a year after these words ("in 1999", "since 2010").
 _YEAR_RE = re.compile(
-    r"\b(?P<word>in|since|by|until|till|from|during|before|after|of|year|circa|c\.)\s(?P<y>1[1-9]\d{2}|20\d{2})\b",
+    r"\b(?P<word>in|since|by|until|till|from|during|before|after|of|year|circa|c\.)\s(?P<y>1[1-9]\d{2}|20\d{2})\b(?![-–]\d)",
     re.IGNORECASE,
 )
 
@@ -387,6 +387,8 @@ def expand_units(text: str) -> str:
 
 # --- plain numbers --------------------------------------------------------------------------
 
+# Phone numbers are read digit by digit, a pause between groups: "555-0142", "(555) 123-4567".
+_PHONE_RE = re.compile(r"(?<![\w-])(?:\+?1[ .-])?(?:\(\d{3}\) ?|\d{3}[ .-])?\d{3}-\d{4}(?![\w-])")
 # Versions and addresses: "2.0.1" → "two point zero point one".
 _DOTTED_NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]\w|\.\d)")
 _RANGE_RE = re.compile(r"(?<![\w.,])(\d+(?:\.\d+)?)[-–](\d+(?:\.\d+)?)(?![\w.]\d|[\w-])")
@@ -405,9 +407,17 @@ def _number(match: re.Match[str]) -> str:
     return decimal(text)
 
 
+def _range(match: re.Match[str]) -> str:
+    low, high = match[1], match[2]
+    if all(re.fullmatch(r"1[1-9]\d\d|20\d\d", end) for end in (low, high)):
+        return f"{year(int(low))} to {year(int(high))}"  # "1990-2000"
+    return f"{decimal(low)} to {decimal(high)}"
+
+
 def expand_numbers(text: str) -> str:
+    text = _PHONE_RE.sub(lambda m: ", ".join(digits(group) for group in re.findall(r"\d+", m[0])), text)
     text = _DOTTED_NUMBER_RE.sub(lambda m: " point ".join(cardinal(int(part)) for part in m[0].split(".")), text)
-    text = _RANGE_RE.sub(lambda m: f"{decimal(m[1])} to {decimal(m[2])}", text)
+    text = _RANGE_RE.sub(_range, text)
     text = _FRACTION_RE.sub(
         lambda m: fraction(int(m[1]), int(m[2])) if int(m[2]) else m[0],
         text,
