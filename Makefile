@@ -10,7 +10,7 @@ TEST_DEB_PACKAGES := espeak-ng
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint format typecheck unit integration bench-vad bench-tts system-deps clean
+.PHONY: install run test lint format typecheck unit integration bench-vad system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -73,6 +73,7 @@ test: install system-deps lint typecheck
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad
 
+.PHONY: bench-tts
 bench-tts: install
 	$(BIN)/python -m bench.tts
 
