@@ -107,8 +107,9 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
                 )
                 reader = asyncio.create_task(stream.read_text(requests), name=f"tts-read-{stream_id}")
                 try:
-                    async for response in stream.responses():
-                        yield response
+                    async with contextlib.aclosing(stream.responses()) as responses:
+                        async for response in responses:
+                            yield response
                 finally:
                     # The reader must be done with the request iterator before it is closed.
                     reader.cancel()

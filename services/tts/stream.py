@@ -14,7 +14,7 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,7 +191,7 @@ class SynthesisStream:
 
     # --- responding -------------------------------------------------------------------------
 
-    async def responses(self) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
+    async def responses(self) -> AsyncGenerator[speech_pb2.SynthesizeResponse, None]:
         """Audio chunks and SpokenSegments as pieces are synthesised, then SynthesisDone."""
         try:
             while (segment := await self._backlog.get()) is not None:
