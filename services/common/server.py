@@ -4,9 +4,11 @@ a Prometheus side port, message size limits and a bounded graceful drain on SIGT
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import signal
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -57,6 +59,31 @@ class Lifecycle:
                 next_request.cancel()
 
 
+# How long a call that failed on bad input keeps reading before its status is sent.
+ERROR_LINGER_SECONDS = 1.0
+
+
+async def abort_after_input(
+    context: grpc.aio.ServicerContext,
+    requests: AsyncIterable[object],
+    code: grpc.StatusCode,
+    message: str,
+    linger_seconds: float = ERROR_LINGER_SECONDS,
+) -> None:
+    """End a streaming call with an error, first reading (and dropping) what the client is still
+    sending, until it half-closes or ``linger_seconds`` pass.
+
+    A client that writes while the server closes the stream can lose the status: grpc-python's
+    aio client replaces it with INTERNAL "Internal error from Core" when its write fails. A
+    client that ends its input promptly thus always sees the real code and message.
+    """
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(linger_seconds):
+            async for _ in requests:
+                pass
+    await context.abort(code, message)
+
+
 class GrpcService:
     """A gRPC server plus its health service, reflection and metrics port.
 
@@ -81,7 +108,7 @@ class GrpcService:
         )
         self._service_names: list[str] = []
         self._stop_requested = asyncio.Event()
-        self._on_stop: list[Callable[[], Awaitable[None] | None]] = []
+        self._on_stop: list[Callable[[], object]] = []
         self.port = 0
         self.metrics_port = 0
 
@@ -90,8 +117,9 @@ class GrpcService:
         add_to_server(servicer, self.server)
         self._service_names.append(service_name)
 
-    def on_stop(self, callback: Callable[[], Awaitable[None] | None]) -> None:
-        """Run ``callback`` after the gRPC server has stopped (release models, threads...)."""
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` after the gRPC server has stopped (release models, threads...);
+        a coroutine it returns is awaited."""
         self._on_stop.append(callback)
 
     def stop(self) -> None:
@@ -142,6 +170,6 @@ class GrpcService:
         await self.server.stop(grace)
         for callback in reversed(self._on_stop):
             result = callback()
-            if result is not None:
+            if inspect.isawaitable(result):
                 await result
         log.info("%s stopped", self.name)

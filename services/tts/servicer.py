@@ -13,7 +13,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
-from services.common.server import Lifecycle, ServerDraining
+from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.tts import metrics
 from services.tts.scheduler import SynthesisScheduler
 from services.tts.segmentation import SegmentLimits
@@ -86,7 +86,9 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         if self.active_streams >= self._settings.max_streams:
             metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
-            await context.abort(
+            await abort_after_input(
+                context,
+                request_iterator,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this TTS server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
             )
@@ -140,7 +142,12 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
         finally:
             self.active_streams -= 1
             metrics.STREAMS_ACTIVE.dec()
-        if code is not grpc.StatusCode.OK:
-            metrics.STREAM_ERRORS.labels(code.name).inc()
-            log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
-            await context.abort(code, message)
+        if code is grpc.StatusCode.OK:
+            return
+        metrics.STREAM_ERRORS.labels(code.name).inc()
+        log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+            # Bad input: read what the client is still sending first, so it gets this status
+            # rather than a failed write.
+            await abort_after_input(context, request_iterator, code, message)
+        await context.abort(code, message)

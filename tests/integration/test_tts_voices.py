@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
+from services.common.bundled import verify_sha256
 from services.tts.backends import Cancellation
 from services.tts.backends.piper import (
-    BUNDLED_CONFIG_SHA256,
-    BUNDLED_MODEL_SHA256,
+    BUNDLED_CONFIG,
+    BUNDLED_MODEL,
     PiperSpeechVoice,
     bundled_voice_path,
     config_path_for,
-    verify_sha256,
 )
 from tests.support.processes import REPO_ROOT, start_service
 from tests.support.tts_client import synthesize
@@ -31,15 +31,16 @@ def voice() -> PiperSpeechVoice:
 
 
 def test_bundled_voice_is_the_pinned_files() -> None:
-    verify_sha256(bundled_voice_path(), BUNDLED_MODEL_SHA256)
-    verify_sha256(config_path_for(bundled_voice_path()), BUNDLED_CONFIG_SHA256)
+    verify_sha256(BUNDLED_MODEL.locate(), BUNDLED_MODEL.sha256)
+    verify_sha256(BUNDLED_CONFIG.locate(), BUNDLED_CONFIG.sha256)
+    assert config_path_for(bundled_voice_path()) == BUNDLED_CONFIG.locate()
 
 
 def test_a_tampered_voice_is_refused(tmp_path: Path) -> None:
     tampered = tmp_path / "voice.onnx.json"
-    tampered.write_bytes(config_path_for(bundled_voice_path()).read_bytes() + b" ")
+    tampered.write_bytes(BUNDLED_CONFIG.locate().read_bytes() + b" ")
     with pytest.raises(ValueError, match="refusing to load"):
-        verify_sha256(tampered, BUNDLED_CONFIG_SHA256)
+        verify_sha256(tampered, BUNDLED_CONFIG.sha256)
 
 
 def test_voice_reports_what_it_is_and_speaks_a_sentence_at_a_time(voice: PiperSpeechVoice) -> None:

