@@ -38,7 +38,7 @@ async def warm_up(voices: VoiceCatalog, scheduler: SynthesisScheduler) -> None:
 
 async def serve(settings: TtsSettings) -> None:
     voices = await asyncio.to_thread(load_voices, settings)
-    scheduler = SynthesisScheduler(settings.synthesis_threads, settings.urgent_threads)
+    scheduler = SynthesisScheduler(settings.synthesis_threads)
     scheduler.start()
     await warm_up(voices, scheduler)
     service = GrpcService(settings, "tts")

@@ -5,10 +5,6 @@ ready (nobody is hearing anything yet); for later pieces, the moment the stream'
 out of audio already sent. Workers take the earliest deadline first, so a new stream's first
 words overtake the later sentences of streams that are comfortably ahead, and a stream falling
 behind is served before one that is not.
-
-A piece that has started is not interrupted, so a due piece could still wait for a long one to
-finish. Urgent workers take only pieces already due (first pieces, listeners about to run out):
-they are idle most of the time, and keep the time to first audio short when the others are busy.
 """
 
 from __future__ import annotations
@@ -45,17 +41,13 @@ class _Job(Generic[T]):
 class SynthesisScheduler:
     """Owns the worker threads. ``await run(work, deadline)`` from the event loop."""
 
-    def __init__(self, workers: int, urgent_workers: int = 0) -> None:
+    def __init__(self, workers: int) -> None:
         self._heap: list[_Job[Any]] = []
         self._condition = threading.Condition()
         self._sequence = itertools.count()
         self._closed = False
         self._threads = [
-            threading.Thread(target=self._work_loop, args=(False,), name=f"tts-synthesis-{i}", daemon=True)
-            for i in range(workers)
-        ] + [
-            threading.Thread(target=self._work_loop, args=(True,), name=f"tts-urgent-{i}", daemon=True)
-            for i in range(urgent_workers)
+            threading.Thread(target=self._work_loop, name=f"tts-synthesis-{i}", daemon=True) for i in range(workers)
         ]
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -90,34 +82,21 @@ class SynthesisScheduler:
             if self._closed:
                 raise RuntimeError("the synthesis scheduler is closed")
             heapq.heappush(self._heap, job)
-            # Wake every idle worker: an urgent one may take a due job that a busy pool cannot.
-            self._condition.notify_all()
+            self._condition.notify()
         try:
             return await job.future
         except asyncio.CancelledError:
             job.cancellation.cancel()
             raise
 
-    def _next_job(self, urgent_only: bool) -> _Job[Any] | None:
-        """The earliest job (for an urgent worker: once it is due); None when closed."""
-        with self._condition:
-            while not self._closed:
-                if self._heap and (not urgent_only or self._heap[0].deadline <= time.monotonic()):
-                    job = heapq.heappop(self._heap)
-                    # Another worker may be waiting for what is now the earliest job.
-                    self._condition.notify()
-                    return job
-                wait = None
-                if urgent_only and self._heap:
-                    wait = self._heap[0].deadline - time.monotonic()
-                self._condition.wait(wait)
-            return None
-
-    def _work_loop(self, urgent_only: bool) -> None:
+    def _work_loop(self) -> None:
         while True:
-            job = self._next_job(urgent_only)
-            if job is None:
-                return
+            with self._condition:
+                while not self._heap and not self._closed:
+                    self._condition.wait()
+                if self._closed:
+                    return
+                job = heapq.heappop(self._heap)
             if job.cancellation.cancelled or job.future.done():
                 continue  # its stream went away while it waited
             metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - job.queued_at)

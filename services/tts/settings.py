@@ -42,13 +42,6 @@ class TtsSettings(ServiceSettings):
     synthesis_threads: int = Field(
         2, ge=1, le=64, description="Worker threads that synthesise (one piece of text each at a time)."
     )
-    urgent_threads: int = Field(
-        1,
-        ge=0,
-        le=64,
-        description="Extra worker threads that take only pieces already due (a stream's first piece, or a "
-        "listener about to run out of audio), so those do not wait behind long pieces.",
-    )
     onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads for one synthesis call.")
     first_segment_max_chars: int = Field(
         40,

@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -85,29 +84,3 @@ async def test_a_failure_reaches_its_caller_and_the_worker_carries_on(scheduler:
     with pytest.raises(RuntimeError, match="model exploded"):
         await scheduler.run(broken, deadline=0.0)
     assert await scheduler.run(lambda c: 42, deadline=0.0) == 42
-
-
-async def test_an_urgent_worker_takes_due_work_while_the_pool_is_busy() -> None:
-    scheduler = SynthesisScheduler(workers=1, urgent_workers=1)
-    scheduler.start()
-    try:
-        release, started = threading.Event(), threading.Event()
-
-        def long_piece(cancellation: Cancellation) -> None:
-            started.set()
-            release.wait(10)
-
-        # A piece not due for a long while: only the regular worker takes it.
-        busy = asyncio.create_task(scheduler.run(long_piece, deadline=time.monotonic() + 1000))
-        assert await asyncio.to_thread(started.wait, 10)
-        # A first piece (due now) does not wait for it...
-        assert await scheduler.run(lambda c: "first words", deadline=time.monotonic()) == "first words"
-        # ...while a piece that is not due waits for the regular worker.
-        later = asyncio.create_task(scheduler.run(lambda c: "later", deadline=time.monotonic() + 1000))
-        await asyncio.sleep(0)
-        assert scheduler.queued == 1
-        release.set()
-        assert await later == "later"
-        await busy
-    finally:
-        scheduler.close()
