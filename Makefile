@@ -94,5 +94,9 @@ bench-llm: install vllm-install system-deps
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad
 
+.PHONY: bench-tts
+bench-tts: install
+	$(BIN)/python -m bench.tts
+
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -33,6 +33,7 @@ class ServiceEntry:
 STACK = (
     ServiceEntry("vad", "services.vad", 50051, 9051),
     ServiceEntry("llm", "services.llm", 50052, 9052),
+    ServiceEntry("tts", "services.tts", 50053, 9053),
 )
 
 

@@ -33,3 +33,16 @@ def llm_service() -> Iterator[ServiceProcess]:
 async def llm_channel(llm_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(llm_service.grpc_address) as channel:
         yield channel
+
+
+@pytest.fixture(scope="module")
+def tts_service() -> Iterator[ServiceProcess]:
+    service = start_service("services.tts")
+    yield service
+    assert service.stop() == 0, f"TTS service exited badly; log: {service.logs[-10:]}"
+
+
+@pytest.fixture
+async def tts_channel(tts_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(tts_service.grpc_address) as channel:
+        yield channel

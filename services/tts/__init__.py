@@ -1,0 +1,1 @@
+"""The TTS service: streaming speech synthesis behind ``parley.v1.SpeechSynthesisService``."""

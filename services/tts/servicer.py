@@ -1,0 +1,153 @@
+"""``parley.v1.SpeechSynthesisService``: one SynthesisStream per Synthesize call, and ListVoices."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.message import DecodeError
+from parley.v1 import speech_pb2, speech_pb2_grpc
+
+from services.common.server import Lifecycle, ServerDraining, abort_after_input
+from services.tts import metrics
+from services.tts.scheduler import SynthesisScheduler
+from services.tts.segmentation import SegmentLimits
+from services.tts.settings import TtsSettings
+from services.tts.stream import InvalidRequest, StreamConfig, StreamLimits, SynthesisStream
+from services.tts.voices import UnknownVoice, VoiceCatalog
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+
+def resolve_config(config: speech_pb2.SynthesisConfig, voices: VoiceCatalog) -> StreamConfig:
+    """Check a client's SynthesisConfig; raise UnknownVoice or InvalidRequest with what to fix."""
+    voice = voices.get(config.voice)
+    rate = config.sample_rate or voice.info.native_sample_rate
+    if rate not in SUPPORTED_RATES:
+        raise InvalidRequest(
+            f"sample_rate must be one of {', '.join(map(str, SUPPORTED_RATES))} "
+            f"(or 0 for the voice's own {voice.info.native_sample_rate}), got {config.sample_rate}"
+        )
+    speed = config.speed if config.HasField("speed") else 1.0
+    if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
+        raise InvalidRequest(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed:g}")
+    return StreamConfig(voice=voice, sample_rate=rate, speed=speed)
+
+
+class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
+    """Serves Synthesize streams (each independent) and ListVoices."""
+
+    def __init__(
+        self, settings: TtsSettings, voices: VoiceCatalog, scheduler: SynthesisScheduler, lifecycle: Lifecycle
+    ) -> None:
+        self._settings = settings
+        self._voices = voices
+        self._scheduler = scheduler
+        self._lifecycle = lifecycle
+        self._limits = StreamLimits(
+            segments=SegmentLimits(
+                first_max_chars=settings.first_segment_max_chars,
+                clause_min_chars=settings.clause_min_chars,
+                max_chars=settings.max_segment_chars,
+            ),
+            max_text_message_chars=settings.max_text_message_chars,
+            max_backlog_chars=settings.max_backlog_chars,
+            audio_chunk_ms=settings.audio_chunk_ms,
+        )
+        self._ids = itertools.count(1)
+        self.active_streams = 0
+
+    async def ListVoices(  # noqa: N802 - the gRPC method name
+        self, request: speech_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
+    ) -> speech_pb2.ListVoicesResponse:
+        return speech_pb2.ListVoicesResponse(
+            voices=[
+                speech_pb2.Voice(
+                    name=info.name,
+                    language=info.language,
+                    native_sample_rate=info.native_sample_rate,
+                    backend=info.backend,
+                )
+                for info in self._voices.infos()
+            ],
+            default_voice=self._voices.default,
+        )
+
+    async def Synthesize(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[speech_pb2.SynthesizeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
+        if self.active_streams >= self._settings.max_streams:
+            metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
+            await abort_after_input(
+                context,
+                request_iterator,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this TTS server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
+            )
+        stream_id = next(self._ids)
+        self.active_streams += 1
+        metrics.STREAMS.inc()
+        metrics.STREAMS_ACTIVE.inc()
+        log.debug("stream opened", extra={"stream": stream_id, "peer": context.peer()})
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
+                first = await anext(requests, None)
+                if first is None or first.WhichOneof("request") != "config":
+                    kind = "no request" if first is None else f"{first.WhichOneof('request') or 'an empty request'}"
+                    raise InvalidRequest(f"{kind} before config: the first request must be a SynthesisConfig")
+                stream = SynthesisStream(
+                    stream_id, resolve_config(first.config, self._voices), self._limits, self._scheduler
+                )
+                reader = asyncio.create_task(stream.read_text(requests), name=f"tts-read-{stream_id}")
+                try:
+                    async with contextlib.aclosing(stream.responses()) as responses:
+                        async for response in responses:
+                            yield response
+                finally:
+                    # The reader must be done with the request iterator before it is closed.
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+            log.debug("stream done", extra={"stream": stream_id, "samples": stream.samples_sent})
+        except InvalidRequest as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except UnknownVoice as exc:
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        except DecodeError as exc:
+            # protobuf refuses a string field that is not valid UTF-8 when the request is read.
+            code, message = (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a request could not be parsed ({exc}); text must be UTF-8",
+            )
+        except ServerDraining:
+            code, message = grpc.StatusCode.UNAVAILABLE, "the TTS server is shutting down; open a new stream"
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client cancelled (or went away): grpc cancels the handler's task, or closes it
+            # as a generator if it was waiting to send.
+            metrics.STREAM_ERRORS.labels(grpc.StatusCode.CANCELLED.name).inc()
+            log.debug("stream cancelled", extra={"stream": stream_id})
+            raise
+        except Exception:
+            log.exception("stream failed", extra={"stream": stream_id})
+            code, message = grpc.StatusCode.INTERNAL, "speech synthesis failed; see the TTS server's log"
+        finally:
+            self.active_streams -= 1
+            metrics.STREAMS_ACTIVE.dec()
+        if code is grpc.StatusCode.OK:
+            return
+        metrics.STREAM_ERRORS.labels(code.name).inc()
+        log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+            # Bad input: read what the client is still sending first, so it gets this status
+            # rather than a failed write.
+            await abort_after_input(context, request_iterator, code, message)
+        await context.abort(code, message)
