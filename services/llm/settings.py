@@ -46,9 +46,6 @@ class LlmSettings(ServiceSettings):
         description="Where converted models are kept (the bundled GGUF is converted here once for vllm).",
     )
     torch_threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: one per core).")
-    generation_workers: int = Field(
-        2, ge=1, le=64, description="transformers: turns generated at once (each on its own thread)."
-    )
     vllm_max_model_len: int = Field(4096, ge=256, description="vllm: longest context the engine plans for.")
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: share of memory to use.")
 

@@ -30,7 +30,7 @@ async def reply(engine: TransformersLanguageModel, messages, state, stats=None) 
 
 @pytest.fixture(scope="module", params=["bfloat16", "float32"])
 def engine(request: pytest.FixtureRequest) -> TransformersLanguageModel:
-    return TransformersLanguageModel(LlmSettings(dtype=request.param, generation_workers=1))
+    return TransformersLanguageModel(LlmSettings(dtype=request.param))
 
 
 async def test_answers_paris_with_a_clear_margin(engine: TransformersLanguageModel) -> None:
