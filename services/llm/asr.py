@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,46 +40,95 @@ PAUSE_SAMPLES = RATE * 200 // 1000  # a pause this long after speech triggers an
 EARLY_DECODE_LIMIT = RATE * 30  # beyond one Whisper window, decode only at the end
 
 
+@dataclass(frozen=True)
+class _WhisperConfig:
+    model: str
+    device: str
+    compute_type: str
+    threads: int
+    language: str
+    beam_size: int
+
+
+_worker_model: Any = None
+_worker_config: _WhisperConfig | None = None
+
+
+def _load_in_worker(config: _WhisperConfig) -> None:
+    global _worker_model, _worker_config
+    from faster_whisper import WhisperModel
+
+    _worker_model = WhisperModel(
+        config.model, device=config.device, compute_type=config.compute_type, cpu_threads=config.threads
+    )
+    _worker_config = config
+
+
+def _transcribe_in_worker(audio: np.ndarray) -> str:
+    assert _worker_model is not None and _worker_config is not None
+    segments, _ = _worker_model.transcribe(
+        audio,
+        language=_worker_config.language,
+        beam_size=_worker_config.beam_size,
+        without_timestamps=True,
+        condition_on_previous_text=False,
+        vad_filter=False,
+    )
+    return " ".join(segment.text.strip() for segment in segments).strip()
+
+
 class SpeechRecognizer:
-    """A faster-whisper model shared by all turns; decodes run on a small thread pool."""
+    """faster-whisper, shared by all turns, in worker processes of its own.
+
+    Not threads: CTranslate2 brings its own OpenMP runtime, and merely loading a model with two
+    intra-op threads into the language model's process halves torch's decoding speed (24 to 12
+    tokens a second on two cores). In separate processes the two only share the cores.
+    """
 
     def __init__(self, settings: LlmSettings) -> None:
-        from faster_whisper import WhisperModel  # heavy import, only where used
-
         if settings.asr_model is None:
             model: str = str(BUNDLED_WHISPER.verified().parent)
         else:
             model = settings.asr_model
-        threads = settings.asr_threads or os.cpu_count() or 1
         self.model_name = Path(model).name if settings.asr_model is None else model
-        self._language = settings.asr_language
-        self._beam_size = settings.asr_beam_size
-        self._model = WhisperModel(
-            model,
+        self._workers = settings.asr_workers
+        self._config = _WhisperConfig(
+            model=model,
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
-            cpu_threads=threads,
-            num_workers=settings.asr_workers,
+            threads=settings.asr_threads or os.cpu_count() or 1,
+            language=settings.asr_language,
+            beam_size=settings.asr_beam_size,
         )
-        self._executor = ThreadPoolExecutor(settings.asr_workers, thread_name_prefix="asr")
+        self._pool = self._start_pool()
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_load_in_worker,
+            initargs=(self._config,),
+        )
+        # Start every worker and load its model now, not on the first turn.
+        warmup = [pool.submit(_transcribe_in_worker, np.zeros(RATE // 10, np.float32)) for _ in range(self._workers)]
+        for future in warmup:
+            future.result()
+        return pool
 
     async def transcribe(self, audio: np.ndarray) -> str:
         """Text of 16 kHz float32 mono ``audio``."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transcribe, audio)
-
-    def _transcribe(self, audio: np.ndarray) -> str:
-        segments, _ = self._model.transcribe(
-            audio,
-            language=self._language,
-            beam_size=self._beam_size,
-            without_timestamps=True,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start new ones and try once more.
+            log.error("a speech recognition worker died; starting new ones")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = await asyncio.to_thread(self._start_pool)
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class TurnTranscriber:

@@ -57,7 +57,9 @@ class LlmSettings(ServiceSettings):
     asr_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for speech recognition.")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type for speech recognition.")
     asr_threads: int = Field(0, ge=0, le=256, description="Speech recognition CPU threads (0: one per core).")
-    asr_workers: int = Field(2, ge=1, le=32, description="Transcriptions run at once.")
+    asr_workers: int = Field(
+        2, ge=1, le=32, description="Speech recognition worker processes (transcriptions run at once)."
+    )
     asr_language: str = Field("en", description="Language of the speech (a Whisper language code).")
     asr_beam_size: int = Field(
         5,
