@@ -2,7 +2,6 @@
 
 import asyncio
 import io
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 
@@ -28,6 +27,7 @@ from tests.support.llm_client import (
     text,
 )
 from tests.support.processes import ServiceProcess, start_service
+from tests.support.tooling import metric_value, scrape_metrics
 
 
 def new_session() -> str:
@@ -35,11 +35,7 @@ def new_session() -> str:
 
 
 def output_tokens_total(service: ServiceProcess) -> float:
-    with urllib.request.urlopen(service.metrics_url, timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("parley_llm_output_tokens_total "):
-                return float(line.split()[1])
-    raise AssertionError("no parley_llm_output_tokens_total")
+    return metric_value(scrape_metrics(service), "parley_llm_output_tokens_total")
 
 
 async def test_cancelling_a_reply_stops_generation_and_keeps_the_partial(

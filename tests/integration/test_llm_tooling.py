@@ -1,13 +1,12 @@
 """grpcurl, health and metrics against the running LLM service."""
 
 import json
-import urllib.request
 
 from parley.v1 import conversation_pb2
 
-from tests.integration.test_vad_tooling import grpcurl, metric_value
 from tests.support.llm_client import ask
 from tests.support.processes import ServiceProcess
+from tests.support.tooling import grpcurl, metric_value, scrape_metrics
 
 
 def test_grpcurl_lists_describes_and_checks_health(llm_service: ServiceProcess) -> None:
@@ -23,22 +22,13 @@ def test_grpcurl_lists_describes_and_checks_health(llm_service: ServiceProcess) 
     assert load["max_sessions"] == 16
 
 
-def counter(text: str, name: str) -> float:
-    """A metric's value, 0 when it has not been reported yet (a labelled counter's first use)."""
-    return metric_value(text, name) if any(line.startswith(name + " ") for line in text.splitlines()) else 0.0
-
-
 async def test_metrics_follow_turns(llm_service: ServiceProcess, llm_channel) -> None:
-    def scrape() -> str:
-        with urllib.request.urlopen(llm_service.metrics_url, timeout=10) as response:
-            return response.read().decode()
-
-    before = scrape()
+    before = scrape_metrics(llm_service)
     result = await ask(llm_channel, "metrics-check", "Say hello.", generation={"max_output_tokens": 5})
-    after = scrape()
+    after = scrape_metrics(llm_service)
 
     def grew(name: str) -> float:
-        return counter(after, name) - counter(before, name)
+        return metric_value(after, name, default=0.0) - metric_value(before, name, default=0.0)
 
     reason = "length" if result.done.finish_reason == conversation_pb2.FINISH_REASON_LENGTH else "stop"
     assert grew(f'parley_llm_turns_total{{finish_reason="{reason}"}}') == 1

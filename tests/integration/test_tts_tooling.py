@@ -2,42 +2,14 @@
 
 import base64
 import json
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
 from tests.support.processes import ServiceProcess
+from tests.support.tooling import grpcurl, json_stream, metric_value, scrape_metrics
 from tests.support.tts_client import synthesize
-
-GRPCURL = str(Path(sys.executable).with_name("grpcurl"))
-
-
-def grpcurl(service: ServiceProcess, *args: str, flags: tuple[str, ...] = (), stdin: str | None = None) -> str:
-    """``grpcurl -plaintext [flags] ADDRESS args...`` must succeed; returns what it printed."""
-    result = subprocess.run(
-        [GRPCURL, "-plaintext", *flags, service.grpc_address, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def json_stream(text: str) -> list[dict]:
-    decoder, position, out = json.JSONDecoder(), 0, []
-    while position < len(text.rstrip()):
-        while text[position].isspace():
-            position += 1
-        value, position = decoder.raw_decode(text, position)
-        out.append(value)
-    return out
 
 
 def test_grpcurl_lists_and_describes_through_reflection(tts_service: ServiceProcess) -> None:
@@ -92,25 +64,13 @@ def test_grpcurl_synthesizes_speech(tts_service: ServiceProcess) -> None:
     assert np.abs(np.frombuffer(pcm, "<i2")).max() > 3000
 
 
-def metric_value(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in metrics")
-
-
 async def test_metrics_count_streams_characters_audio_and_latency(
     tts_service: ServiceProcess, tts_channel: grpc.aio.Channel
 ) -> None:
-    def scrape() -> str:
-        with urllib.request.urlopen(tts_service.metrics_url, timeout=10) as response:
-            assert response.headers["Content-Type"].startswith("text/plain")
-            return response.read().decode()
-
-    before = scrape()
+    before = scrape_metrics(tts_service)
     text = "Metrics, please. Count these characters."
     synthesis = await synthesize(tts_channel, text, sample_rate=16000)
-    after = scrape()
+    after = scrape_metrics(tts_service)
 
     def grew(name: str) -> float:
         return metric_value(after, name) - metric_value(before, name)

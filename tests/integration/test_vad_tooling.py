@@ -2,10 +2,6 @@
 
 import base64
 import json
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
@@ -13,22 +9,8 @@ import pytest
 from services.common.audio import float32_to_pcm16
 from tests.support import speech
 from tests.support.processes import ServiceProcess
+from tests.support.tooling import grpcurl, json_stream, metric_value, scrape_metrics
 from tests.support.vad_client import detect
-
-GRPCURL = str(Path(sys.executable).with_name("grpcurl"))
-
-
-def grpcurl(service: ServiceProcess, *args: str, flags: tuple[str, ...] = (), stdin: str | None = None) -> str:
-    """``grpcurl -plaintext [flags] ADDRESS args...`` must succeed; returns what it printed."""
-    result = subprocess.run(
-        [GRPCURL, "-plaintext", *flags, service.grpc_address, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_grpcurl_lists_and_describes_through_reflection(vad_service: ServiceProcess) -> None:
@@ -59,39 +41,17 @@ def test_grpcurl_streams_audio_to_detect(vad_service: ServiceProcess) -> None:
         flags=("-d", "@"),
         stdin="\n".join(map(json.dumps, messages)),
     )
-    events = [next(iter(k for k in event if k != "processed_samples")) for event in _json_stream(output)]
+    events = [next(iter(k for k in event if k != "processed_samples")) for event in json_stream(output)]
     assert events == ["ready", "speech_started", "speech_ended"]
-
-
-def _json_stream(text: str) -> list[dict]:
-    decoder, position, out = json.JSONDecoder(), 0, []
-    while position < len(text.rstrip()):
-        while text[position].isspace():
-            position += 1
-        value, position = decoder.raw_decode(text, position)
-        out.append(value)
-    return out
-
-
-def metric_value(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in metrics")
 
 
 async def test_metrics_count_streams_chunks_and_inference(
     vad_service: ServiceProcess, vad_channel: grpc.aio.Channel
 ) -> None:
-    def scrape() -> str:
-        with urllib.request.urlopen(vad_service.metrics_url, timeout=10) as response:
-            assert response.headers["Content-Type"].startswith("text/plain")
-            return response.read().decode()
-
-    before = scrape()
+    before = scrape_metrics(vad_service)
     silence = speech.white_noise(16000, 0.001, seed=5)
     await detect(vad_channel, silence, chunk_ms=100)
-    after = scrape()
+    after = scrape_metrics(vad_service)
     assert metric_value(after, "parley_vad_streams_total") == metric_value(before, "parley_vad_streams_total") + 1
     assert metric_value(after, "parley_vad_chunks_total") == metric_value(before, "parley_vad_chunks_total") + 10
     assert metric_value(after, "parley_vad_streams_active") == 0
