@@ -13,7 +13,7 @@ TEST_DEB_PACKAGES := espeak-ng
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration bench-vad bench-llm system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration bench-vad bench-llm bench-tts system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -94,7 +94,6 @@ bench-llm: install vllm-install system-deps
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad
 
-.PHONY: bench-tts
 bench-tts: install
 	$(BIN)/python -m bench.tts
 
