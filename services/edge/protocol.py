@@ -1,0 +1,251 @@
+"""The client events of the OpenAI Realtime API (GA) that Parley accepts, as pydantic models.
+
+Parsing is strict: an unknown event type, an unknown field or a wrong value becomes an
+``error`` event naming what was wrong, never silence. Parley's own session settings live in one
+extra object, ``session.parley``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+# Audio in events is base64 PCM16 mono at 24 kHz, as in the OpenAI API.
+REALTIME_AUDIO_RATE = 24000
+# One append carries at most 15 MiB of base64 in OpenAI's API; Parley takes at most 10 s of audio.
+MAX_APPEND_SECONDS = 10
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioFormat(_Strict):
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: Literal[24000] = 24000
+
+
+class TurnDetection(_Strict):
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    prefix_padding_ms: int = Field(300, ge=0, le=2000)
+    silence_duration_ms: int = Field(500, ge=0, le=10_000)
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None
+    create_response: bool = True
+    interrupt_response: bool = True
+    idle_timeout_ms: int | None = Field(None, ge=5000, le=30 * 60 * 1000)
+
+
+class Transcription(_Strict):
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+
+
+class AudioInput(_Strict):
+    format: AudioFormat | None = None
+    transcription: Transcription | None = None
+    turn_detection: TurnDetection | None = None
+    noise_reduction: dict[str, Any] | None = None
+
+
+class AudioOutput(_Strict):
+    format: AudioFormat | None = None
+    voice: str | None = None
+    speed: float | None = Field(None, ge=0.25, le=1.5)
+
+
+class AudioConfig(_Strict):
+    input: AudioInput | None = None
+    output: AudioOutput | None = None
+
+
+class ParleySettings(_Strict):
+    """Parley's own session settings (the ``session.parley`` object)."""
+
+    mode: Literal["chat", "half_duplex", "full_duplex", "omni"] | None = None
+    video_frames_per_second: float | None = Field(None, gt=0, le=5)
+    record: bool | None = None
+
+
+class SessionConfig(_Strict):
+    type: Literal["realtime"] = "realtime"
+    model: str | None = None
+    instructions: str | None = Field(None, max_length=16_000)
+    output_modalities: list[Literal["audio", "text"]] | None = Field(None, min_length=1, max_length=1)
+    audio: AudioConfig | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+    parley: ParleySettings | None = None
+
+
+class _ClientEvent(_Strict):
+    event_id: str | None = Field(None, max_length=512)
+
+
+class SessionUpdate(_ClientEvent):
+    type: Literal["session.update"]
+    session: SessionConfig
+
+
+class InputAudioBufferAppend(_ClientEvent):
+    type: Literal["input_audio_buffer.append"]
+    audio: bytes  # decoded PCM16
+
+    @field_validator("audio", mode="before")
+    @classmethod
+    def _decode(cls, value: object) -> bytes:
+        if not isinstance(value, str):
+            raise ValueError("audio must be a base64 string of PCM16 samples")
+        if len(value) > (REALTIME_AUDIO_RATE * 2 * MAX_APPEND_SECONDS * 4) // 3 + 4:
+            raise ValueError(f"audio is longer than {MAX_APPEND_SECONDS} s; append it in smaller pieces")
+        try:
+            pcm = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("audio is not valid base64") from None
+        if len(pcm) % 2:
+            raise ValueError("audio must be whole PCM16 samples (an even number of bytes)")
+        return pcm
+
+
+class InputAudioBufferCommit(_ClientEvent):
+    type: Literal["input_audio_buffer.commit"]
+
+
+class InputAudioBufferClear(_ClientEvent):
+    type: Literal["input_audio_buffer.clear"]
+
+
+class ContentPart(_Strict):
+    type: Literal["input_text", "input_image", "input_audio", "text", "output_text"]
+    text: str | None = Field(None, max_length=16_000)
+    image_url: str | None = Field(None, max_length=3_000_000)  # a data: URL
+    audio: str | None = None
+    transcript: str | None = None
+
+
+class ConversationItem(_Strict):
+    id: str | None = Field(None, max_length=128)
+    type: Literal["message"] = "message"
+    object: Literal["realtime.item"] | None = None
+    role: Literal["user", "assistant", "system"]
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    content: list[ContentPart] = Field(min_length=1, max_length=16)
+
+
+class ConversationItemCreate(_ClientEvent):
+    type: Literal["conversation.item.create"]
+    previous_item_id: str | None = None
+    item: ConversationItem
+
+
+class ConversationItemTruncate(_ClientEvent):
+    type: Literal["conversation.item.truncate"]
+    item_id: str
+    content_index: int = Field(ge=0)
+    audio_end_ms: int = Field(ge=0)
+
+
+class ConversationItemDelete(_ClientEvent):
+    type: Literal["conversation.item.delete"]
+    item_id: str
+
+
+class ResponseParams(_Strict):
+    instructions: str | None = Field(None, max_length=16_000)
+    output_modalities: list[Literal["audio", "text"]] | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+    conversation: Literal["auto", "none"] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ResponseCreate(_ClientEvent):
+    type: Literal["response.create"]
+    response: ResponseParams | None = None
+
+
+class ResponseCancel(_ClientEvent):
+    type: Literal["response.cancel"]
+    response_id: str | None = None
+
+
+class OutputAudioBufferClear(_ClientEvent):
+    type: Literal["output_audio_buffer.clear"]
+
+
+ClientEvent = Annotated[
+    SessionUpdate
+    | InputAudioBufferAppend
+    | InputAudioBufferCommit
+    | InputAudioBufferClear
+    | ConversationItemCreate
+    | ConversationItemTruncate
+    | ConversationItemDelete
+    | ResponseCreate
+    | ResponseCancel
+    | OutputAudioBufferClear,
+    Field(discriminator="type"),
+]
+_CLIENT_EVENT: TypeAdapter[ClientEvent] = TypeAdapter(ClientEvent)
+CLIENT_EVENT_TYPES = tuple(
+    model.model_fields["type"].annotation.__args__[0]
+    for model in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
+)
+
+
+class ProtocolError(Exception):
+    """A client event Parley cannot accept; becomes an ``error`` event."""
+
+    def __init__(self, code: str, message: str, event_id: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.event_id, self.param = code, message, event_id, param
+
+    def to_event(self, event_id: str) -> dict[str, Any]:
+        """The server ``error`` event (OpenAI's shape)."""
+        return {
+            "type": "error",
+            "event_id": event_id,
+            "error": {
+                "type": "invalid_request_error",
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+                "event_id": self.event_id,
+            },
+        }
+
+
+def parse_client_event(raw: str | bytes, max_bytes: int = 4 * 1024 * 1024) -> ClientEvent:
+    """One client event from its JSON text; ProtocolError with a clear message otherwise."""
+    if len(raw) > max_bytes:
+        raise ProtocolError("event_too_large", f"an event may be at most {max_bytes} bytes, got {len(raw)}")
+    try:
+        return _CLIENT_EVENT.validate_json(raw)
+    except ValidationError as exc:
+        raise _explain(exc, raw) from None
+
+
+def _explain(exc: ValidationError, raw: str | bytes) -> ProtocolError:
+    event_id = None
+    error = exc.errors()[0]
+    if error["type"] == "json_invalid":
+        return ProtocolError("invalid_json", f"the event is not valid JSON: {error['msg']}")
+    try:
+        document = json.loads(raw)
+        event_id = document.get("event_id") if isinstance(document, dict) else None
+        event_type = document.get("type") if isinstance(document, dict) else None
+    except ValueError:
+        event_type = None
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        known = ", ".join(CLIENT_EVENT_TYPES)
+        return ProtocolError(
+            "unknown_event_type", f"unknown event type {event_type!r}; Parley accepts {known}", event_id, "type"
+        )
+    location = ".".join(str(part) for part in error["loc"][1:])  # [0] is the event type tag
+    if error["type"] == "extra_forbidden":
+        return ProtocolError("unknown_parameter", f"unknown field {location!r} in {event_type}", event_id, location)
+    message = error["msg"].removeprefix("Value error, ")
+    return ProtocolError("invalid_value", f"{event_type}: {location}: {message}", event_id, location)
