@@ -8,6 +8,7 @@ import grpc
 import pytest
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
+from tests.support.calls import stream_until_error
 from tests.support.processes import ServiceProcess, start_service
 from tests.support.tts_client import (
     END_OF_TEXT,
@@ -48,15 +49,7 @@ BAD_STREAMS = {
 
 
 async def run_until_error(channel: grpc.aio.Channel, requests: list) -> grpc.aio.AioRpcError:
-    async def send() -> AsyncIterator[speech_pb2.SynthesizeRequest]:
-        for request in requests:
-            yield request
-
-    call = speech_pb2_grpc.SpeechSynthesisServiceStub(channel).Synthesize(send())
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        async for _ in call:
-            pass
-    return error.value
+    return await stream_until_error(speech_pb2_grpc.SpeechSynthesisServiceStub(channel).Synthesize, requests)
 
 
 async def invalid_utf8_error(channel: grpc.aio.Channel) -> grpc.aio.AioRpcError:

@@ -5,10 +5,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
-import pytest
 from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 from tests.support import speech
+from tests.support.calls import stream_until_error
 from tests.support.processes import start_service
 from tests.support.vad_client import audio_requests, config_request, detect, segments
 
@@ -41,16 +41,8 @@ BAD_STREAMS = {
 }
 
 
-async def run_until_error(channel: grpc.aio.Channel, requests: list[vad_pb2.DetectRequest]) -> grpc.aio.AioRpcError:
-    async def send() -> AsyncIterator[vad_pb2.DetectRequest]:
-        for request in requests:
-            yield request
-
-    call = vad_pb2_grpc.VoiceActivityServiceStub(channel).Detect(send())
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        async for _ in call:
-            pass
-    return error.value
+async def run_until_error(channel: grpc.aio.Channel, requests: list) -> grpc.aio.AioRpcError:
+    return await stream_until_error(vad_pb2_grpc.VoiceActivityServiceStub(channel).Detect, requests)
 
 
 async def test_bad_input_is_refused_clearly_while_a_good_stream_carries_on(vad_channel: grpc.aio.Channel) -> None:
