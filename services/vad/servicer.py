@@ -202,7 +202,9 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
     ) -> AsyncIterator[vad_pb2.DetectResponse]:
         if self.active_streams >= self._settings.max_streams:
             metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
-            await context.abort(
+            await abort_after_input(
+                context,
+                request_iterator,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this VAD server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
             )
