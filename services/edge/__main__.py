@@ -1,0 +1,51 @@
+"""``python -m services.edge``: run the edge (``--help`` lists the options)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from services.common.logs import configure_logging
+from services.common.settings import parse_settings
+from services.edge.app import build_app
+from services.edge.settings import EdgeSettings
+from services.edge.tls import ssl_context
+from services.edge.webrtc import limit_ice_host_addresses
+
+log = logging.getLogger("services.edge")
+
+
+async def serve(settings: EdgeSettings) -> None:
+    limit_ice_host_addresses(settings.ice_host_addresses)
+    tls = ssl_context(settings)
+    runner = web.AppRunner(build_app(settings), shutdown_timeout=settings.drain_seconds, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
+    await site.start()
+    port = runner.addresses[0][1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"{'https' if tls else 'http'}://{host}:{port}/"
+    log.info(
+        "edge listening",
+        extra={"url": url, "vad": settings.vad_address, "llm": settings.llm_address, "tts": settings.tts_address},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("edge stopping: closing sessions")
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(EdgeSettings, argv)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

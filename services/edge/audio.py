@@ -1,0 +1,197 @@
+"""Audio in and out of a session: the input history, resampling, and the assistant's output.
+
+Inside a session all user audio is PCM16 mono at 16 kHz (what VAD and ASR take). WebRTC brings
+48 kHz Opus frames and WebSocket clients bring 24 kHz PCM16; both are resampled on arrival.
+The assistant's audio goes out at 48 kHz on the outgoing RTP track (WebRTC) or at 24 kHz in
+``response.output_audio.delta`` events (WebSocket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import av
+import numpy as np
+import soxr
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+INPUT_RATE = 16000
+WEBRTC_RATE = 48000
+FRAME_MS = 20
+
+
+class InputAudio:
+    """The session's recent input audio (16 kHz PCM16), addressed by absolute sample offsets."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self._keep = int(keep_seconds * INPUT_RATE)
+        self._samples = np.zeros(0, dtype="<i2")
+        self._first = 0  # absolute offset of self._samples[0]
+        self.total = 0  # samples received since the session began
+
+    def append(self, pcm16: bytes) -> None:
+        new = np.frombuffer(pcm16, dtype="<i2")
+        self._samples = np.concatenate((self._samples, new))
+        self.total += len(new)
+        excess = len(self._samples) - self._keep
+        if excess > INPUT_RATE:  # trim in steps of a second or more, not on every frame
+            self._samples = self._samples[excess:]
+            self._first += excess
+
+    @property
+    def first(self) -> int:
+        """The oldest offset still held."""
+        return self._first
+
+    def slice(self, start: int, end: int | None = None) -> bytes:
+        """Samples from ``start`` to ``end`` (absolute offsets), clamped to what is held."""
+        end = self.total if end is None else min(end, self.total)
+        start = max(start, self._first)
+        if end <= start:
+            return b""
+        return self._samples[start - self._first : end - self._first].tobytes()
+
+
+class WebRtcInputResampler:
+    """Decoded WebRTC audio frames (any rate and layout) to 16 kHz mono PCM16."""
+
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=INPUT_RATE)
+
+    def convert(self, frame: av.AudioFrame) -> bytes:
+        return b"".join(bytes(out.planes[0])[: out.samples * 2] for out in self._resampler.resample(frame))
+
+
+class PcmResampler:
+    """Streaming PCM16 mono resampling (e.g. the Realtime API's 24 kHz to 16 kHz)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+
+    def convert(self, pcm16: bytes) -> bytes:
+        samples = np.frombuffer(pcm16, dtype="<i2")
+        return np.asarray(self._stream.resample_chunk(samples), dtype="<i2").tobytes()
+
+
+class AudioOutput(Protocol):
+    """Where a session's assistant audio goes, and what it knows about its playback."""
+
+    sample_rate: int
+
+    def write(self, pcm16: bytes) -> None:
+        """Queue audio for playback."""
+
+    def clear(self) -> int:
+        """Drop queued audio that has not been played; return how many samples were dropped."""
+
+    @property
+    def played_samples(self) -> int:
+        """Samples played out since the session began."""
+
+    async def drained(self) -> None:
+        """Wait until everything written so far has been played."""
+
+
+class AssistantAudioTrack(MediaStreamTrack):
+    """The outgoing RTP audio track: queued assistant audio in 20 ms frames at 48 kHz, paced in
+    real time, silence when there is nothing to say."""
+
+    kind = "audio"
+    sample_rate = WEBRTC_RATE
+
+    def __init__(self, on_started: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self._queue = bytearray()
+        self._frame_samples = WEBRTC_RATE * FRAME_MS // 1000
+        self._start: float | None = None
+        self._timestamp = 0
+        self._played = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._on_started = on_started
+
+    def write(self, pcm16: bytes) -> None:
+        if pcm16 and self._idle.is_set():
+            self._idle.clear()
+            if self._on_started is not None:
+                self._on_started()
+        self._queue += pcm16
+
+    def clear(self) -> int:
+        dropped = len(self._queue) // 2
+        self._queue.clear()
+        self._idle.set()
+        return dropped
+
+    @property
+    def played_samples(self) -> int:
+        return self._played
+
+    async def drained(self) -> None:
+        await self._idle.wait()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._timestamp += self._frame_samples
+            # Pacing: RTP frames leave at the rate they play, so queued audio stays here, where a
+            # barge-in can still drop it, instead of in the browser's jitter buffer.
+            delay = self._start + self._timestamp / WEBRTC_RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        wanted = self._frame_samples * 2
+        chunk = bytes(self._queue[:wanted])
+        del self._queue[:wanted]
+        self._played += len(chunk) // 2
+        if len(chunk) < wanted:
+            chunk += bytes(wanted - len(chunk))
+            self._idle.set()
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(chunk, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = WEBRTC_RATE
+        frame.pts = self._timestamp
+        frame.time_base = fractions.Fraction(1, WEBRTC_RATE)
+        return frame
+
+
+class PlaybackClock:
+    """Assistant audio sent in events (WebSocket): the client plays it, so playback is modelled
+    as real time from the moment audio is sent (what a client playing it at once hears)."""
+
+    def __init__(self, sample_rate: int, send: Callable[[bytes], None]) -> None:
+        self.sample_rate = sample_rate
+        self._send = send
+        self._ends_at = 0.0  # monotonic time the audio sent so far finishes playing
+        self._sent = 0
+        self._dropped = 0
+
+    def write(self, pcm16: bytes) -> None:
+        now = time.monotonic()
+        self._ends_at = max(self._ends_at, now) + len(pcm16) / 2 / self.sample_rate
+        self._sent += len(pcm16) // 2
+        self._send(pcm16)
+
+    def clear(self) -> int:
+        unplayed = max(0.0, self._ends_at - time.monotonic())
+        self._ends_at = time.monotonic()
+        dropped = int(unplayed * self.sample_rate)
+        self._dropped += dropped
+        return dropped
+
+    @property
+    def played_samples(self) -> int:
+        unplayed = max(0.0, self._ends_at - time.monotonic())
+        return self._sent - self._dropped - int(unplayed * self.sample_rate)
+
+    async def drained(self) -> None:
+        delay = self._ends_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the client's playback clock, not a race

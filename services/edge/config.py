@@ -1,0 +1,134 @@
+"""A session's configuration: the Realtime API's session object plus Parley's own settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.edge.protocol import ProtocolError, SessionConfig, TurnDetection
+from services.edge.settings import EdgeSettings
+
+# Modes this edge runs today; the others are accepted by the schema and refused with a message.
+AVAILABLE_MODES = ("chat", "half_duplex")
+DEFAULT_MODEL = "parley"
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class SessionState:
+    """The session config in force, updated by ``session.update`` (deep merge, then validated)."""
+
+    def __init__(self, session_id: str, settings: EdgeSettings, model: str | None = None) -> None:
+        self.session_id = session_id
+        self._settings = settings
+        self.config = SessionConfig.model_validate({})
+        self.config = self.apply({"model": model or DEFAULT_MODEL, "parley": {"mode": settings.default_mode}})
+
+    def apply(self, update: dict[str, Any]) -> SessionConfig:
+        """The config after ``update`` (a session object as the client sent it); ProtocolError if invalid.
+
+        Choosing a mode sets the turn detection that goes with it unless the update sets one:
+        chat has none (the client commits), half-duplex has server VAD.
+        """
+        mode = (update.get("parley") or {}).get("mode")
+        if mode is not None and mode not in AVAILABLE_MODES:
+            raise ProtocolError(
+                "mode_not_available",
+                f"mode {mode!r} is not available on this server; available: {', '.join(AVAILABLE_MODES)}",
+                param="session.parley.mode",
+            )
+        current = self.config.model_dump(exclude_none=False)
+        merged = _merge(current, update)
+        turn_detection_given = "turn_detection" in ((update.get("audio") or {}).get("input") or {})
+        if mode is not None and not turn_detection_given:
+            audio_input = merged.setdefault("audio", {}) or {}
+            merged["audio"] = audio_input
+            input_config = audio_input.setdefault("input", {}) or {}
+            audio_input["input"] = input_config
+            if mode == "chat":
+                input_config["turn_detection"] = None
+            elif input_config.get("turn_detection") is None:
+                input_config["turn_detection"] = TurnDetection.model_validate({}).model_dump()
+        try:
+            return SessionConfig.model_validate(merged)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise ProtocolError("invalid_value", f"session.update: {exc}") from None
+
+    def update(self, update: dict[str, Any]) -> None:
+        self.config = self.apply(update)
+
+    @property
+    def mode(self) -> str:
+        assert self.config.parley is not None and self.config.parley.mode is not None
+        return self.config.parley.mode
+
+    @property
+    def turn_detection(self) -> TurnDetection | None:
+        audio = self.config.audio
+        return audio.input.turn_detection if audio and audio.input else None
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.output_modalities or ["audio"])
+
+    @property
+    def voice(self) -> str:
+        audio = self.config.audio
+        voice = audio.output.voice if audio and audio.output else None
+        return voice or self._settings.voice
+
+    @property
+    def speed(self) -> float | None:
+        audio = self.config.audio
+        return audio.output.speed if audio and audio.output else None
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        value = self.config.max_output_tokens
+        return value if isinstance(value, int) else None
+
+    def to_event_object(self) -> dict[str, Any]:
+        """The session object of ``session.created`` / ``session.updated``, every default filled in."""
+        config = self.config
+        turn_detection = self.turn_detection
+        audio = config.audio
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": self.session_id,
+            "model": config.model or DEFAULT_MODEL,
+            "instructions": config.instructions or "",
+            "output_modalities": self.modalities,
+            "max_output_tokens": config.max_output_tokens or "inf",
+            "tool_choice": "auto",
+            "tools": [],
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "transcription": (
+                        audio.input.transcription.model_dump()
+                        if audio and audio.input and audio.input.transcription
+                        else {"model": "whisper", "language": "en", "prompt": None}
+                    ),
+                    "noise_reduction": None,
+                    "turn_detection": turn_detection.model_dump() if turn_detection else None,
+                },
+                "output": {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "voice": self.voice,
+                    "speed": self.speed or 1.0,
+                },
+            },
+            "parley": {
+                "mode": self.mode,
+                "video_frames_per_second": config.parley.video_frames_per_second if config.parley else None,
+                "record": bool(config.parley and config.parley.record),
+            },
+        }

@@ -1,0 +1,28 @@
+"""The edge's Prometheus metrics (served at /metrics on the edge's HTTP port)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+ACTIVE_SESSIONS = Gauge("parley_edge_active_sessions", "Sessions open now.", ["transport"])
+MAX_SESSIONS = Gauge("parley_edge_max_sessions", "Sessions this edge holds at once.")
+SESSIONS = Counter("parley_edge_sessions", "Sessions opened.", ["transport"])
+REFUSED_SESSIONS = Counter("parley_edge_refused_sessions", "Sessions refused.", ["reason"])
+SESSION_SECONDS = Histogram(
+    "parley_edge_session_seconds", "How long sessions lasted.", buckets=(10, 30, 60, 120, 300, 600, 1200, 3600)
+)
+TURNS = Counter("parley_edge_turns", "Responses by how they ended.", ["mode", "status"])
+VOICE_TO_VOICE = Histogram(
+    "parley_edge_voice_to_voice_seconds",
+    "From the user's last speech sample reaching the edge to the first assistant audio leaving it.",
+    buckets=_LATENCY_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "parley_edge_stage_seconds",
+    "Per-stage latency of voice turns: end_of_speech_wait, llm_asr, llm_first_token, text_to_first_audio.",
+    ["stage"],
+    buckets=_STAGE_BUCKETS,
+)
+SERVICE_ERRORS = Counter("parley_edge_service_errors", "Failed calls to model services.", ["service"])
+CLIENT_ERRORS = Counter("parley_edge_client_errors", "error events sent for bad client input.", ["code"])

@@ -1,0 +1,82 @@
+"""The edge's connections to the model services: one gRPC channel each, shared by all sessions.
+
+A gRPC channel reconnects on its own with exponential backoff when a service goes away; calls
+made while it is down fail at once with UNAVAILABLE (no ``wait_for_ready``), so a session can
+tell its user straight away, and the next turn after the service is back works again.
+"""
+
+from __future__ import annotations
+
+import grpc
+from parley.v1 import conversation_pb2_grpc, speech_pb2_grpc, vad_pb2_grpc
+
+from services.edge.settings import EdgeSettings
+
+# Reconnect quickly after a model service restarts, but never hammer one that is down.
+_BACKOFF_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+SERVICE_TITLES = {
+    "vad": "voice activity detection",
+    "llm": "speech recognition and language",
+    "tts": "speech synthesis",
+}
+
+
+class ModelServices:
+    """Channels and stubs for the VAD, LLM and TTS services."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        options = [
+            *_BACKOFF_OPTIONS,
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ]
+        self.channels = {
+            "vad": grpc.aio.insecure_channel(settings.vad_address, options=options),
+            "llm": grpc.aio.insecure_channel(settings.llm_address, options=options),
+            "tts": grpc.aio.insecure_channel(settings.tts_address, options=options),
+        }
+        self.vad = vad_pb2_grpc.VoiceActivityServiceStub(self.channels["vad"])
+        self.llm = conversation_pb2_grpc.ConversationServiceStub(self.channels["llm"])
+        self.tts = speech_pb2_grpc.SpeechSynthesisServiceStub(self.channels["tts"])
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+
+
+class ServiceFailure(Exception):
+    """A model service call failed; carries what to tell the client."""
+
+    def __init__(self, service: str, error: grpc.aio.AioRpcError) -> None:
+        self.service = service
+        self.status = error.code()
+        self.details = error.details() or ""
+        super().__init__(f"{service}: {self.status.name}: {self.details}")
+
+    @property
+    def client_code(self) -> str:
+        if self.status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return "service_unavailable"
+        if self.status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return "service_busy"
+        if self.status == grpc.StatusCode.INVALID_ARGUMENT:
+            return "invalid_input"
+        return "service_error"
+
+    @property
+    def client_message(self) -> str:
+        title = SERVICE_TITLES.get(self.service, self.service)
+        if self.client_code == "service_unavailable":
+            return f"The {title} service is unavailable right now; the edge keeps reconnecting. Please try again."
+        if self.client_code == "service_busy":
+            return f"The {title} service is busy ({self.details}). Please try again shortly."
+        if self.client_code == "invalid_input":
+            return f"The {title} service refused the input: {self.details}"
+        return f"The {title} service failed ({self.status.name}). Please try again."

@@ -1,0 +1,571 @@
+"""One client session: its config, input audio and voice activity stream, turn-taking and events.
+
+A session does not know its transport. WebRTC and WebSocket handlers feed it client events
+(``handle_text``) and microphone audio at 16 kHz (``push_input``), give it an ``AudioOutput``
+for the assistant's voice and a ``send`` function for server events.
+
+Turn-taking by mode:
+- chat: the client commits audio (push-to-talk) or adds text and images, then asks for a
+  response; nothing is detected on the server.
+- half-duplex: the VAD service hears the microphone continuously. Speech opens an LLM turn at
+  once (with the padding before it), so recognition runs while the user talks; the end of speech
+  ends the turn's input and the reply streams into speech. The microphone is ignored (heard as
+  silence) while the assistant answers and for a short guard after, so its own voice coming
+  back through the speakers cannot start a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from parley.v1 import audio_pb2, conversation_pb2, speech_pb2, vad_pb2
+from PIL import Image
+
+from services.edge import events, metrics, protocol
+from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResampler
+from services.edge.config import SessionState
+from services.edge.events import Event
+from services.edge.models import ModelServices, ServiceFailure
+from services.edge.protocol import ProtocolError, TurnDetection
+from services.edge.settings import EdgeSettings
+from services.edge.turn import Turn, TurnOptions, cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+_MODES = {
+    "chat": conversation_pb2.CONVERSATION_MODE_CHAT,
+    "half_duplex": conversation_pb2.CONVERSATION_MODE_HALF_DUPLEX,
+    "full_duplex": conversation_pb2.CONVERSATION_MODE_FULL_DUPLEX,
+    "omni": conversation_pb2.CONVERSATION_MODE_OMNI,
+}
+# The VAD service takes audio in windows of 512 samples at 16 kHz; whole windows cost least.
+_VAD_CHUNK_BYTES = 512 * 2
+_MIN_COMMIT_MS = 100
+_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _ms(samples: int) -> int:
+    return samples * 1000 // INPUT_RATE
+
+
+class Session:
+    def __init__(
+        self,
+        session_id: str,
+        transport: str,
+        settings: EdgeSettings,
+        services: ModelServices,
+        send: Callable[[Event], None],
+        model: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.transport = transport
+        self._settings = settings
+        self._services = services
+        self._send = send
+        self.state = SessionState(session_id, settings, model)
+        self.output: AudioOutput | None = None  # set by the transport before start()
+        self._input = InputAudio(settings.max_input_buffer_seconds)
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=2000)  # (input total, monotonic time)
+        self._resampler_24k = PcmResampler(24000, INPUT_RATE)
+        self._commit_offset = 0
+        self._pending: list[tuple[str, Any]] = []  # user input waiting for response.create
+        self._pending_audio_item: str | None = None
+        self._last_item_id: str | None = None
+        self._user_turn: Turn | None = None  # a turn whose user is still speaking
+        self._response_turn: Turn | None = None  # the turn producing the current response
+        self._listening = True
+        self._vad_task: asyncio.Task[None] | None = None
+        self._vad_queue: asyncio.Queue[bytes] | None = None
+        self._vad_down = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sent_prompt: str | None = None
+        self._last_activity = time.monotonic()
+        self.started_at = time.monotonic()
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+
+    # Lifecycle.
+
+    def start(self) -> None:
+        self.emit({"type": "session.created", "session": self.state.to_event_object()})
+        self._restart_vad()
+        self.spawn(self._watchdog())
+
+    async def close(self, reason: str = "closed") -> None:
+        """End the session: cancel its calls and free what the LLM service holds for it."""
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.closed.set()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():  # close() may run inside one (the watchdog)
+                task.cancel()
+        if self._vad_task is not None:
+            self._vad_task.cancel()
+        await cancel_and_wait(self._user_turn)
+        await cancel_and_wait(self._response_turn)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._services.llm.EndSession(
+                conversation_pb2.EndSessionRequest(session_id=self.session_id), timeout=2
+            )
+        log.info("session closed", extra={"session": self.session_id, "reason": reason})
+
+    def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def emit(self, event: Event) -> None:
+        if self.closed.is_set() and event.get("type") != "error":
+            return
+        self._send({"event_id": events.new_id("event"), **event})
+
+    def _client_error(self, error: ProtocolError) -> None:
+        metrics.CLIENT_ERRORS.labels(code=error.code).inc()
+        self._send(error.to_event(events.new_id("event")))
+
+    async def _watchdog(self) -> None:
+        """Close the session after the idle timeout or at its maximum length."""
+        idle, longest = self._settings.idle_timeout_seconds, self._settings.max_session_seconds
+        while True:
+            now = time.monotonic()
+            if self._response_turn is not None:
+                self._last_activity = now  # the assistant speaking is activity
+            idle_left = self._last_activity + idle - now
+            length_left = self.started_at + longest - now
+            if idle_left <= 0 or length_left <= 0:
+                code, message = (
+                    ("session_idle_timeout", f"The session was idle for {idle:.0f} s and has been closed.")
+                    if idle_left <= 0
+                    else ("session_expired", f"The session reached its maximum length of {longest:.0f} s.")
+                )
+                self._send(
+                    {"event_id": events.new_id("event"), **events.error(code, message, kind="invalid_request_error")}
+                )
+                await self.close(code)
+                return
+            await asyncio.sleep(min(idle_left, length_left, 5.0))
+
+    # Input.
+
+    def push_input(self, pcm16: bytes) -> None:
+        """Microphone audio, 16 kHz PCM16. While the assistant answers in half-duplex mode it is
+        heard as silence (same length, so offsets keep matching the wall clock)."""
+        if self.closed.is_set() or not pcm16:
+            return
+        if not self._listening:
+            pcm16 = bytes(len(pcm16))
+        self._input.append(pcm16)
+        self._arrivals.append((self._input.total, time.monotonic()))
+        if self._vad_queue is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._vad_queue.put_nowait(pcm16)
+        if self._user_turn is not None:
+            self._user_turn.send_audio(pcm16)
+
+    def _arrival_time(self, offset: int) -> float:
+        """When the input sample at ``offset`` reached the edge (monotonic)."""
+        for total, when in self._arrivals:
+            if total >= offset:
+                return when
+        return time.monotonic()
+
+    async def handle_text(self, raw: str | bytes) -> None:
+        """One client event as JSON text."""
+        try:
+            event = protocol.parse_client_event(raw, self._settings.max_event_bytes)
+            self._last_activity = time.monotonic()
+            await self._dispatch(event)
+        except ProtocolError as error:
+            self._client_error(error)
+
+    async def _dispatch(self, event: protocol.ClientEvent) -> None:
+        event_id = event.event_id
+        if isinstance(event, protocol.SessionUpdate):
+            await self._update_session(event)
+        elif isinstance(event, protocol.InputAudioBufferAppend):
+            self.push_input(self._resampler_24k.convert(event.audio))
+        elif isinstance(event, protocol.InputAudioBufferCommit):
+            self._commit(event_id)
+        elif isinstance(event, protocol.InputAudioBufferClear):
+            self._commit_offset = self._input.total
+            if self._user_turn is not None:
+                await cancel_and_wait(self._user_turn)
+                self._user_turn = None
+            self.emit({"type": "input_audio_buffer.cleared"})
+        elif isinstance(event, protocol.ConversationItemCreate):
+            await self._create_item(event)
+        elif isinstance(event, protocol.ResponseCreate):
+            self._create_response(event)
+        elif isinstance(event, protocol.ResponseCancel):
+            turn = self._response_turn
+            if turn is None or (event.response_id and event.response_id != turn.response_id):
+                raise ProtocolError("response_cancel_not_active", "there is no active response to cancel", event_id)
+            turn.cancel()
+        elif isinstance(event, protocol.OutputAudioBufferClear):
+            assert self.output is not None
+            self.output.clear()
+            turn = self._response_turn
+            self.emit({"type": "output_audio_buffer.cleared", "response_id": turn.response_id if turn else None})
+        else:
+            raise ProtocolError(
+                "unsupported_event", f"{event.type} is not supported by this server yet", event_id, "type"
+            )
+
+    async def _update_session(self, event: protocol.SessionUpdate) -> None:
+        update = event.session.model_dump(exclude_unset=True)
+        before = self.state.turn_detection
+        new_config = self.state.apply(update)
+        voice = new_config.audio.output.voice if new_config.audio and new_config.audio.output else None
+        if voice and voice != self.state.voice:
+            await self._check_voice(voice, event.event_id)
+        self.state.config = new_config
+        if self.state.turn_detection != before:
+            self._restart_vad()
+        self.emit({"type": "session.updated", "session": self.state.to_event_object()})
+
+    async def _check_voice(self, voice: str, event_id: str | None) -> None:
+        try:
+            reply = await self._services.tts.ListVoices(speech_pb2.ListVoicesRequest(), timeout=3)
+        except grpc.aio.AioRpcError as exc:
+            failure = ServiceFailure("tts", exc)
+            raise ProtocolError(failure.client_code, failure.client_message, event_id) from None
+        names = [v.name for v in reply.voices]
+        if voice not in names:
+            raise ProtocolError(
+                "invalid_value",
+                f"unknown voice {voice!r}; available: {', '.join(names)}",
+                event_id,
+                "session.audio.output.voice",
+            )
+
+    def _commit(self, event_id: str | None) -> None:
+        if self._user_turn is not None:  # server VAD with a turn open: end it now
+            self._end_user_turn(self._input.total)
+            return
+        audio = self._input.slice(self._commit_offset)
+        if len(audio) // 2 < INPUT_RATE * _MIN_COMMIT_MS // 1000:
+            raise ProtocolError(
+                "input_audio_buffer_commit_empty",
+                f"buffer too small: expected at least {_MIN_COMMIT_MS} ms of audio, but the buffer has "
+                f"{_ms(len(audio) // 2)} ms",
+                event_id,
+            )
+        self._commit_offset = self._input.total
+        item_id = events.new_id("item")
+        self._pending.append(("audio", audio))
+        self._pending_audio_item = item_id
+        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
+        self._add_user_item(item_id, [{"type": "input_audio", "transcript": None}])
+
+    def _add_user_item(self, item_id: str, content: list[dict[str, Any]]) -> None:
+        item = events.user_item(item_id, content)
+        self.emit({"type": "conversation.item.added", "previous_item_id": self._last_item_id, "item": item})
+        self.emit({"type": "conversation.item.done", "previous_item_id": self._last_item_id, "item": item})
+        self._last_item_id = item_id
+
+    async def _create_item(self, event: protocol.ConversationItemCreate) -> None:
+        item = event.item
+        if item.role != "user":
+            raise ProtocolError(
+                "unsupported_item", "only user messages can be added to the conversation", event.event_id, "item.role"
+            )
+        inputs: list[tuple[str, Any]] = []
+        content: list[dict[str, Any]] = []
+        for index, part in enumerate(item.content):
+            if part.type in ("input_text", "text"):
+                if not part.text:
+                    raise ProtocolError(
+                        "invalid_value", "an input_text part needs text", event.event_id, f"item.content.{index}.text"
+                    )
+                inputs.append(("text", part.text))
+                content.append({"type": "input_text", "text": part.text})
+            elif part.type == "input_image":
+                jpeg = await asyncio.to_thread(_image_to_jpeg, part.image_url or "", event.event_id, index)
+                inputs.append(("image", jpeg))
+                content.append({"type": "input_image", "image_url": None, "detail": "auto"})
+            elif part.type == "input_audio":
+                try:
+                    pcm = base64.b64decode(part.audio or "", validate=True)
+                except (binascii.Error, ValueError):
+                    raise ProtocolError(
+                        "invalid_value",
+                        "input_audio is not valid base64",
+                        event.event_id,
+                        f"item.content.{index}.audio",
+                    ) from None
+                inputs.append(("audio", PcmResampler(24000, INPUT_RATE).convert(pcm[: len(pcm) // 2 * 2])))
+                content.append({"type": "input_audio", "transcript": None})
+            else:
+                raise ProtocolError(
+                    "invalid_value",
+                    f"a user message cannot hold {part.type!r} parts",
+                    event.event_id,
+                    f"item.content.{index}.type",
+                )
+        item_id = item.id or events.new_id("item")
+        self._pending.extend(inputs)
+        if any(kind == "audio" for kind, _ in inputs):
+            self._pending_audio_item = item_id
+        self._add_user_item(item_id, content)
+
+    # Responses.
+
+    def _options(self, user_item_id: str | None, respond_at_once: bool, transcribe_only: bool = False) -> TurnOptions:
+        prompt = self.state.config.instructions
+        system_prompt = prompt if prompt and prompt != self._sent_prompt else None
+        self._sent_prompt = prompt or self._sent_prompt
+        return TurnOptions(
+            session_id=self.session_id,
+            mode=_MODES[self.state.mode],
+            modalities=self.state.modalities,
+            voice=self.state.voice,
+            speed=self.state.speed,
+            system_prompt=system_prompt,
+            max_output_tokens=self.state.max_output_tokens,
+            user_item_id=user_item_id,
+            respond_at_once=respond_at_once,
+            transcribe_only=transcribe_only,
+        )
+
+    def _new_turn(self, options: TurnOptions) -> Turn:
+        assert self.output is not None
+        return Turn(self._services, options, self.output, self.emit, self._last_item_id)
+
+    def _create_response(self, event: protocol.ResponseCreate) -> None:
+        if self._response_turn is not None:
+            raise ProtocolError(
+                "conversation_already_has_active_response",
+                f"response {self._response_turn.response_id} is still in progress; cancel it or wait for response.done",
+                event.event_id,
+            )
+        if not self._pending:
+            raise ProtocolError(
+                "nothing_to_respond_to",
+                "add a user message (conversation.item.create) or commit audio before response.create",
+                event.event_id,
+            )
+        params = event.response
+        options = self._options(self._pending_audio_item, respond_at_once=True)
+        if params is not None and params.output_modalities:
+            options.modalities = list(params.output_modalities)
+        if params is not None and isinstance(params.max_output_tokens, int):
+            options.max_output_tokens = params.max_output_tokens
+        turn = self._new_turn(options)
+        for kind, value in self._pending:
+            if kind == "audio":
+                turn.send_audio(value)
+            elif kind == "text":
+                turn.send_text(value)
+            else:
+                turn.send_image(value)
+        self._pending.clear()
+        self._pending_audio_item = None
+        turn.end_input()
+        self._start_response(turn)
+
+    def _start_response(self, turn: Turn) -> None:
+        self._response_turn = turn
+        self._last_item_id = turn.item_id
+        self.spawn(self._follow(turn))
+
+    async def _follow(self, turn: Turn) -> None:
+        """After a response: metrics, output_audio_buffer.stopped, and listening again."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await turn.task
+        if self._response_turn is turn:
+            self._response_turn = None
+        if turn.replied:
+            metrics.TURNS.labels(mode=self.state.mode, status=turn.status).inc()
+        timings = turn.timings.as_ms()
+        if "voice_to_voice" in timings:
+            metrics.VOICE_TO_VOICE.observe(timings["voice_to_voice"] / 1000)
+        for stage in ("end_of_speech_wait", "llm_asr", "llm_first_token", "text_to_first_audio"):
+            if stage in timings:
+                metrics.STAGE_SECONDS.labels(stage=stage).observe(timings[stage] / 1000)
+        log.info(
+            "turn done", extra={"session": self.session_id, "turn": turn.turn_id, "status": turn.status, **timings}
+        )
+        assert self.output is not None
+        if turn.audio_samples:
+            await self.output.drained()
+            if self.transport == "webrtc":
+                self.emit({"type": "output_audio_buffer.stopped", "response_id": turn.response_id})
+            if self._settings.echo_guard_ms and self.state.turn_detection is not None:
+                await asyncio.sleep(self._settings.echo_guard_ms / 1000)  # the guard is a duration, not a race
+        if self._response_turn is None and self._user_turn is None:
+            self._listening = True
+
+    def send_audio_delta(self, pcm16: bytes) -> None:
+        """Assistant audio as a ``response.output_audio.delta`` event (WebSocket transport)."""
+        turn = self._response_turn
+        self.emit(
+            {
+                "type": "response.output_audio.delta",
+                "response_id": turn.response_id if turn else None,
+                "item_id": turn.item_id if turn else None,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": base64.b64encode(pcm16).decode("ascii"),
+            }
+        )
+
+    def on_output_started(self) -> None:
+        """The outgoing track began playing a response (WebRTC)."""
+        turn = self._response_turn
+        self.emit({"type": "output_audio_buffer.started", "response_id": turn.response_id if turn else None})
+
+    # Server VAD.
+
+    def _restart_vad(self) -> None:
+        if self._vad_task is not None:
+            self._vad_task.cancel()
+            self._vad_task = None
+            self._vad_queue = None
+        if self._user_turn is not None:
+            self._user_turn.cancel()
+            self._user_turn = None
+        detection = self.state.turn_detection
+        if detection is not None:
+            self._vad_queue = asyncio.Queue(maxsize=1000)  # 20-32 s of audio while the VAD is away
+            self._vad_task = asyncio.create_task(self._run_vad(detection, self._vad_queue))
+
+    async def _run_vad(self, detection: TurnDetection, queue: asyncio.Queue[bytes]) -> None:
+        """Keep a Detect stream open for the session's life, reconnecting with backoff."""
+        failures = 0
+        config = vad_pb2.DetectConfig(
+            sample_rate=INPUT_RATE,
+            threshold=detection.threshold,
+            min_silence_ms=detection.silence_duration_ms,
+            speech_pad_ms=detection.prefix_padding_ms,
+        )
+        while True:
+            call = self._services.vad.Detect()
+            while not queue.empty():
+                queue.get_nowait()
+            base = self._input.total
+            writer = asyncio.create_task(self._feed_vad(call, config, queue))
+            try:
+                async for response in call:
+                    kind = response.WhichOneof("event")
+                    if kind == "ready":
+                        failures = 0
+                        if self._vad_down:
+                            self._vad_down = False
+                            log.info("vad stream back", extra={"session": self.session_id})
+                    elif kind == "speech_started":
+                        self._on_speech_started(base + response.speech_started.start_offset_samples)
+                    elif kind == "speech_ended":
+                        self._on_speech_ended(base + response.speech_ended.end_offset_samples, detection)
+                self._vad_failed("the stream ended", "UNAVAILABLE")  # a draining server ends streams
+            except grpc.aio.AioRpcError as exc:
+                self._vad_failed(ServiceFailure("vad", exc).client_message, exc.code().name)
+            finally:
+                writer.cancel()
+                call.cancel()
+            if self._user_turn is not None:  # speech in progress cannot be ended without the VAD
+                self._user_turn.cancel()
+                self._user_turn = None
+            failures += 1
+            await asyncio.sleep(min(3.0, 0.25 * 2 ** (failures - 1)))  # reconnect backoff
+
+    def _vad_failed(self, message: str, status: str) -> None:
+        """Tell the client once per outage; the stream is reopened with backoff."""
+        if self._vad_down:
+            return
+        self._vad_down = True
+        metrics.SERVICE_ERRORS.labels(service="vad").inc()
+        log.warning("vad stream failed", extra={"session": self.session_id, "status": status})
+        self.emit(events.error("service_unavailable", message))
+
+    async def _feed_vad(self, call: Any, config: vad_pb2.DetectConfig, queue: asyncio.Queue[bytes]) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.write(vad_pb2.DetectRequest(config=config))
+            pending = bytearray()
+            while True:
+                pending += await queue.get()
+                whole = len(pending) // _VAD_CHUNK_BYTES * _VAD_CHUNK_BYTES
+                if whole:
+                    await call.write(vad_pb2.DetectRequest(audio=audio_pb2.AudioChunk(pcm16=bytes(pending[:whole]))))
+                    del pending[:whole]
+
+    def _on_speech_started(self, start: int) -> None:
+        if not self._listening or self._user_turn is not None or self._response_turn is not None:
+            return
+        self._last_activity = time.monotonic()
+        item_id = events.new_id("item")
+        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
+        detection = self.state.turn_detection
+        turn = self._new_turn(
+            self._options(
+                item_id, respond_at_once=False, transcribe_only=bool(detection and not detection.create_response)
+            )
+        )
+        turn.send_audio(self._input.slice(start))
+        self._user_turn = turn
+
+    def _on_speech_ended(self, end: int, detection: TurnDetection) -> None:
+        turn = self._user_turn
+        if turn is None:
+            return
+        # The VAD pads the segment's end; the speech itself ended that much earlier.
+        speech_end = max(0, end - detection.prefix_padding_ms * INPUT_RATE // 1000)
+        turn.timings.speech_end = self._arrival_time(speech_end)
+        turn.timings.speech_end_detected = time.monotonic()
+        self._end_user_turn(end)
+
+    def _end_user_turn(self, end: int) -> None:
+        turn = self._user_turn
+        assert turn is not None and turn.options.user_item_id is not None
+        self._user_turn = None
+        turn.end_input()
+        item_id = turn.options.user_item_id
+        if self.state.mode == "half_duplex":
+            self._listening = False
+        self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
+        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
+        self._commit_offset = self._input.total
+        self._add_user_item(item_id, [{"type": "input_audio", "transcript": None}])
+        self._start_response(turn)
+
+
+def _image_to_jpeg(data_url: str, event_id: str | None, index: int) -> bytes:
+    """A data URL's image as JPEG bytes (JPEGs pass through), or ProtocolError."""
+    param = f"item.content.{index}.image_url"
+    header, _, payload = data_url.partition(",")
+    if not header.startswith("data:image/") or ";base64" not in header:
+        raise ProtocolError(
+            "invalid_value", "image_url must be a base64 data URL (data:image/...;base64,...)", event_id, param
+        )
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("invalid_value", "image_url holds invalid base64", event_id, param) from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > _MAX_IMAGE_PIXELS:
+                raise ProtocolError(
+                    "invalid_value", f"image of {image.width}x{image.height} is too large", event_id, param
+                )
+            if image.format == "JPEG":
+                image.load()
+                return data
+            out = io.BytesIO()
+            image.convert("RGB").save(out, format="JPEG", quality=90)
+            return out.getvalue()
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError("invalid_value", f"image_url is not a readable image ({exc})", event_id, param) from None

@@ -1,0 +1,89 @@
+"""Settings of the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EdgeSettings(BaseSettings):
+    """The edge: the call page, the OpenAI Realtime API over WebRTC and WebSocket, and the
+    sessions that drive the VAD, LLM and TTS services.
+
+    Every option can also be set in the environment as PARLEY_EDGE_<OPTION>; flags win.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARLEY_EDGE_",
+        cli_prog_name="python -m services.edge",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to bind. Loopback by default; any other address serves HTTPS (browsers allow the "
+        "microphone only on a secure origin), with --tls-cert/--tls-key or a self-signed certificate.",
+    )
+    port: int = Field(8006, ge=0, le=65535, description="HTTP port: call page, API, WebSocket, /metrics (0: any).")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS.")
+    tls_key: Path | None = Field(None, description="PEM private key for HTTPS.")
+    tls_self_signed_dir: Path = Field(
+        Path.home() / ".cache" / "parley" / "tls",
+        description="Where the self-signed certificate is kept when HTTPS is needed and none is given.",
+    )
+    api_token: str | None = Field(
+        None,
+        description="When set, API requests need 'Authorization: Bearer <token>' (WebSocket clients may also "
+        "pass it as the subprotocol 'openai-insecure-api-key.<token>'). Never logged.",
+    )
+
+    vad_address: str = Field("127.0.0.1:50051", description="host:port of the VAD service.")
+    llm_address: str = Field("127.0.0.1:50052", description="host:port of the LLM service.")
+    tts_address: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest gRPC message sent or received."
+    )
+
+    max_sessions: int = Field(8, ge=1, le=10_000, description="Sessions at once; more get 'server full' errors.")
+    idle_timeout_seconds: float = Field(
+        180.0, gt=0, description="A session with no speech and no client event for this long is closed."
+    )
+    max_session_seconds: float = Field(3600.0, gt=0, description="Longest a session may last.")
+    max_event_bytes: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, le=32 * 1024 * 1024, description="Largest client event (JSON text) accepted."
+    )
+    max_sdp_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024, description="Largest SDP offer accepted.")
+    max_input_buffer_seconds: float = Field(
+        60.0, gt=0, le=600, description="Uncommitted input audio kept per session (push-to-talk); older is dropped."
+    )
+
+    default_mode: Literal["chat", "half_duplex"] = Field(
+        "half_duplex", description="Mode of a session that does not choose one (session.parley.mode)."
+    )
+    voice: str = Field("", description="TTS voice for sessions that name none (empty: the TTS service's default).")
+    echo_guard_ms: int = Field(
+        300, ge=0, le=5000, description="Half-duplex: microphone input ignored this long after the assistant stops."
+    )
+
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs for WebRTC, e.g. stun:stun.example.org:3478. None by default: nothing "
+        "outside this host is contacted.",
+    )
+    ice_username: str | None = Field(None, description="Username for the TURN servers in --ice-servers.")
+    ice_credential: str | None = Field(None, description="Credential for the TURN servers in --ice-servers.")
+    ice_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Limit the edge's ICE host candidates to these local addresses, e.g. 127.0.0.1 for "
+        "loopback-only calls (local use and tests). Empty: every address of this host.",
+    )
+
+    drain_seconds: float = Field(5.0, ge=0, le=600, description="On SIGTERM: time sessions get to close cleanly.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level printed.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format: text, or JSON lines.")

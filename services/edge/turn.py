@@ -1,0 +1,381 @@
+"""One conversation turn: a ``Respond`` call to the LLM service, its reply streamed into the TTS
+service and the assistant's audio output, and the Realtime API events that describe it.
+
+Nothing waits for a whole stage: user audio streams into the LLM call while the user speaks,
+text deltas go to the TTS call as they arrive, and audio is played as soon as it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
+
+from services.edge import events, metrics
+from services.edge.audio import AudioOutput
+from services.edge.events import Event
+from services.edge.models import ModelServices, ServiceFailure
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+@dataclass
+class TurnTimings:
+    """Monotonic times of a turn's milestones, in seconds; None until reached."""
+
+    speech_end: float | None = None  # the last speech sample reached the edge
+    speech_end_detected: float | None = None  # the VAD said so
+    input_done: float | None = None  # EndOfInput sent
+    first_text: float | None = None
+    first_audio: float | None = None
+    llm: dict[str, float] = field(default_factory=dict)
+    tts: dict[str, float] = field(default_factory=dict)
+
+    def as_ms(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        start = self.speech_end if self.speech_end is not None else self.input_done
+        if self.speech_end is not None and self.speech_end_detected is not None:
+            out["end_of_speech_wait"] = (self.speech_end_detected - self.speech_end) * 1000
+        if start is not None and self.first_text is not None:
+            out["first_text"] = (self.first_text - start) * 1000
+        if start is not None and self.first_audio is not None:
+            key = "voice_to_voice" if self.speech_end is not None else "input_to_first_audio"
+            out[key] = (self.first_audio - start) * 1000
+        if self.first_text is not None and self.first_audio is not None:
+            out["text_to_first_audio"] = (self.first_audio - self.first_text) * 1000
+        out.update({f"llm_{k}": v for k, v in self.llm.items()})
+        out.update({f"tts_{k}": v for k, v in self.tts.items()})
+        return {k: round(v, 1) for k, v in out.items()}
+
+
+@dataclass
+class TurnOptions:
+    session_id: str
+    mode: int  # conversation_pb2.ConversationMode
+    modalities: list[str]
+    voice: str
+    speed: float | None
+    system_prompt: str | None
+    max_output_tokens: int | None
+    user_item_id: str | None  # the user item whose audio this turn carries (transcription events)
+    respond_at_once: bool  # announce the response now (response.create), not when words are heard
+    transcribe_only: bool = False  # add the user's words to the history without a reply
+
+
+class Turn:
+    """A running turn. Feed it input with ``send_*``, then ``end_input``; ``task`` finishes when
+    the response is done (completed, cancelled or failed)."""
+
+    def __init__(
+        self,
+        services: ModelServices,
+        options: TurnOptions,
+        output: AudioOutput,
+        emit: Callable[[Event], None],
+        previous_item_id: str | None,
+    ) -> None:
+        self._services = services
+        self.options = options
+        self._output = output
+        self._emit = emit
+        self._previous_item_id = previous_item_id
+        self.turn_id = events.new_id("turn")
+        self.response_id = events.new_id("resp")
+        self.item_id = events.new_id("item")
+        self.timings = TurnTimings()
+        self._inputs: asyncio.Queue[object] = asyncio.Queue()
+        self._call = services.llm.Respond()
+        self._tts_call: Any = None
+        self._tts_reader: asyncio.Task[None] | None = None
+        self._announced = False
+        self._text: list[str] = []
+        self._transcript = ""
+        self._input_ended = False
+        self._cancelled = False
+        self.status = "in_progress"
+        self.audio_samples = 0
+        self.failure: ServiceFailure | None = None
+        self.replied = False  # a response was announced (the user said something)
+        self.task = asyncio.create_task(self._run(), name=f"turn-{self.turn_id}")
+
+    # Input.
+
+    def send_audio(self, pcm16: bytes) -> None:
+        if pcm16 and not self._input_ended:
+            self._inputs.put_nowait(
+                conversation_pb2.RespondRequest(audio=audio_pb2.AudioChunk(pcm16=pcm16, sample_rate=16000))
+            )
+
+    def send_text(self, text: str) -> None:
+        self._inputs.put_nowait(conversation_pb2.RespondRequest(text=conversation_pb2.TextInput(text=text)))
+
+    def send_image(self, jpeg: bytes) -> None:
+        self._inputs.put_nowait(conversation_pb2.RespondRequest(image=audio_pb2.ImageFrame(jpeg=jpeg)))
+
+    def end_input(self) -> None:
+        if not self._input_ended:
+            self._input_ended = True
+            self._inputs.put_nowait(_END)
+
+    @property
+    def input_ended(self) -> bool:
+        return self._input_ended
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self._text)
+
+    def cancel(self) -> None:
+        """Stop the reply now: cancel both calls and drop unplayed audio (response.cancel)."""
+        if self.task.done() or self._cancelled:
+            return
+        self._cancelled = True
+        self._output.clear()
+        self._call.cancel()
+        if self._tts_call is not None:
+            self._tts_call.cancel()
+
+    # The calls.
+
+    async def _write_inputs(self) -> None:
+        header = conversation_pb2.TurnHeader(
+            session_id=self.options.session_id,
+            turn_id=self.turn_id,
+            mode=self.options.mode,  # type: ignore[arg-type]
+            generation=conversation_pb2.GenerationParams(max_output_tokens=self.options.max_output_tokens),
+            transcribe_only=self.options.transcribe_only,
+        )
+        if self.options.system_prompt:
+            header.system_prompt = self.options.system_prompt
+        await self._call.write(conversation_pb2.RespondRequest(header=header))
+        while True:
+            item = await self._inputs.get()
+            if item is _END:
+                await self._call.write(conversation_pb2.RespondRequest(end_of_input=conversation_pb2.EndOfInput()))
+                self.timings.input_done = time.monotonic()
+                await self._call.done_writing()
+                return
+            await self._call.write(item)
+
+    async def _run(self) -> None:
+        writer = asyncio.create_task(self._write_inputs())
+        if self.options.respond_at_once:
+            self._announce()
+        try:
+            async for event in self._call:
+                await self._on_llm_event(event)
+            await writer
+            if self._tts_call is not None:
+                with contextlib.suppress(grpc.aio.AioRpcError):  # the reader reports TTS failures
+                    await self._tts_call.write(speech_pb2.SynthesizeRequest(end_of_text=speech_pb2.EndOfText()))
+                    await self._tts_call.done_writing()
+                assert self._tts_reader is not None
+                await self._tts_reader
+            if self.status == "in_progress":
+                self.status = "completed"
+        except asyncio.CancelledError:
+            self.status = "cancelled"
+            raise
+        except grpc.aio.AioRpcError as exc:
+            if self._cancelled or exc.code() == grpc.StatusCode.CANCELLED:
+                self.status = "cancelled"
+            else:
+                self._fail(exc)
+        finally:
+            writer.cancel()
+            if self._tts_reader is not None and not self._tts_reader.done():
+                self._tts_reader.cancel()
+            self._call.cancel()
+            if self._tts_call is not None:
+                self._tts_call.cancel()
+            if self._announced:
+                self._finish()
+
+    def _fail(self, exc: grpc.aio.AioRpcError, service: str = "llm") -> None:
+        """Report a failed model call once; the first failure is the one the client hears of."""
+        if self.failure is not None:
+            return
+        self.failure = ServiceFailure(service, exc)
+        self.status = "failed"
+        log.warning("turn failed", extra={"turn": self.turn_id, "service": service, "status": exc.code().name})
+        metrics.SERVICE_ERRORS.labels(service=service).inc()
+        self._emit(events.error(self.failure.client_code, self.failure.client_message))
+
+    async def _on_llm_event(self, event: conversation_pb2.RespondResponse) -> None:
+        kind = event.WhichOneof("event")
+        item_id = self.options.user_item_id
+        if kind == "user_transcript" and item_id is not None:
+            transcript = event.user_transcript
+            if transcript.is_final:
+                self._transcript = transcript.text
+                self._emit(
+                    {
+                        "type": "conversation.item.input_audio_transcription.completed",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "transcript": transcript.text,
+                        "usage": {"type": "duration", "seconds": 0},
+                    }
+                )
+                if transcript.text.strip():
+                    self._announce()
+            elif transcript.text.startswith(self._transcript) and len(transcript.text) > len(self._transcript):
+                # The API's deltas only append; a revised partial waits for the final transcript.
+                delta = transcript.text[len(self._transcript) :]
+                self._transcript = transcript.text
+                self._emit(
+                    {
+                        "type": "conversation.item.input_audio_transcription.delta",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "delta": delta,
+                    }
+                )
+        elif kind == "text_delta":
+            self._announce()
+            if self.timings.first_text is None:
+                self.timings.first_text = time.monotonic()
+            text = event.text_delta.text
+            self._text.append(text)
+            audio = "audio" in self.options.modalities
+            self._emit(
+                {
+                    "type": "response.output_audio_transcript.delta" if audio else "response.output_text.delta",
+                    **self._where(),
+                    "delta": text,
+                }
+            )
+            if audio:
+                await self._speak(text)
+        elif kind == "done":
+            done = event.done
+            self.timings.llm = dict(done.timings.durations_ms)
+            self._usage = events.usage(
+                done.usage.input_tokens, done.usage.cached_input_tokens, done.usage.output_tokens
+            )
+            if done.finish_reason == conversation_pb2.FINISH_REASON_LENGTH:
+                self.status = "incomplete"
+
+    async def _speak(self, text: str) -> None:
+        if self.failure is not None and self.failure.service == "tts":
+            return  # the text still streams to the client; the error said why it is not spoken
+        try:
+            if self._tts_call is None:
+                self._tts_call = self._services.tts.Synthesize()
+                config = speech_pb2.SynthesisConfig(voice=self.options.voice, sample_rate=self._output.sample_rate)
+                if self.options.speed is not None:
+                    config.speed = self.options.speed
+                self._tts_reader = asyncio.create_task(self._play())
+                await self._tts_call.write(speech_pb2.SynthesizeRequest(config=config))
+            await self._tts_call.write(speech_pb2.SynthesizeRequest(text=text))
+        except grpc.aio.AioRpcError as exc:
+            self._fail(exc, "tts")
+        except asyncio.InvalidStateError:
+            pass  # the call already ended; its reader reports why
+
+    async def _play(self) -> None:
+        """Audio from the TTS call to the output, as it comes."""
+        try:
+            async for response in self._tts_call:
+                kind = response.WhichOneof("event")
+                if kind == "audio":
+                    pcm = response.audio.pcm16
+                    if self.timings.first_audio is None:
+                        self.timings.first_audio = time.monotonic()
+                    self.audio_samples += len(pcm) // 2
+                    self._output.write(pcm)
+                elif kind == "done":
+                    self.timings.tts = dict(response.done.timings.durations_ms)
+        except grpc.aio.AioRpcError as exc:
+            if not (self._cancelled or exc.code() == grpc.StatusCode.CANCELLED):
+                self._fail(exc, "tts")
+
+    # Events.
+
+    def _where(self) -> dict[str, Any]:
+        return {"response_id": self.response_id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+
+    def _part(self, done: bool) -> dict[str, Any]:
+        text = self.reply_text if done else ""
+        if "audio" in self.options.modalities:
+            return {"type": "audio", "transcript": text}
+        return {"type": "text", "text": text}
+
+    def _announce(self) -> None:
+        """response.created and the assistant item, once."""
+        if self._announced:
+            return
+        self._announced = True
+        self.replied = True
+        modalities = self.options.modalities
+        self._emit(
+            {
+                "type": "response.created",
+                "response": events.response_object(self.response_id, "in_progress", modalities, []),
+            }
+        )
+        item = events.assistant_item(self.item_id, {}, "in_progress")
+        self._emit(
+            {"type": "response.output_item.added", "response_id": self.response_id, "output_index": 0, "item": item}
+        )
+        self._emit({"type": "conversation.item.added", "previous_item_id": self._previous_item_id, "item": item})
+        self._emit({"type": "response.content_part.added", **self._where(), "part": self._part(done=False)})
+
+    def _finish(self) -> None:
+        text = self.reply_text
+        where = self._where()
+        if "audio" in self.options.modalities:
+            self._emit({"type": "response.output_audio.done", **where})
+            self._emit({"type": "response.output_audio_transcript.done", **where, "transcript": text})
+        else:
+            self._emit({"type": "response.output_text.done", **where, "text": text})
+        part = self._part(done=True)
+        self._emit({"type": "response.content_part.done", **where, "part": part})
+        item_status = "completed" if self.status == "completed" else "incomplete"
+        item = events.assistant_item(self.item_id, part, item_status)
+        self._emit(
+            {"type": "response.output_item.done", "response_id": self.response_id, "output_index": 0, "item": item}
+        )
+        self._emit({"type": "conversation.item.done", "item": item})
+        details: dict[str, Any] | None = None
+        if self.status == "cancelled":
+            details = {"type": "cancelled", "reason": "client_cancelled"}
+        elif self.status == "failed" and self.failure is not None:
+            details = {
+                "type": "failed",
+                "error": {
+                    "type": "server_error",
+                    "code": self.failure.client_code,
+                    "message": self.failure.client_message,
+                },
+            }
+        elif self.status == "incomplete":
+            details = {"type": "incomplete", "reason": "max_output_tokens"}
+        response = events.response_object(
+            self.response_id,
+            self.status,
+            self.options.modalities,
+            [item],
+            usage=getattr(self, "_usage", None),
+            status_details=details,
+            parley={"turn_id": self.turn_id, "timings_ms": self.timings.as_ms()},
+        )
+        self._emit({"type": "response.done", "response": response})
+
+
+async def cancel_and_wait(turn: Turn | None) -> None:
+    """Cancel a turn and wait until its calls are closed."""
+    if turn is None:
+        return
+    turn.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await turn.task

@@ -1,0 +1,252 @@
+"""WebRTC calls: ``POST /v1/realtime/calls`` takes an SDP offer and answers it. The microphone
+arrives as Opus RTP, the assistant's voice leaves on an outgoing track, and events travel on the
+client's data channel ``oai-events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import aioice.ice
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.sdp import SessionDescription
+
+from services.edge.audio import AssistantAudioTrack, WebRtcInputResampler
+from services.edge.events import Event
+from services.edge.http import json_error
+from services.edge.protocol import ProtocolError
+from services.edge.registry import ServerFull, SessionRegistry
+from services.edge.session import Session
+from services.edge.settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "oai-events"
+
+
+def limit_ice_host_addresses(addresses: list[str]) -> None:
+    """Offer only these local addresses as ICE host candidates (aioice asks ``get_host_addresses``).
+
+    By default aioice offers every address but loopback, and browsers skip loopback candidates
+    unless told otherwise: limiting to 127.0.0.1 makes calls stay on this host.
+    """
+    if not addresses:
+        return
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def rtc_configuration(settings: EdgeSettings) -> RTCConfiguration:
+    # aiortc falls back to a public STUN server when given no ICE servers at all; an explicit
+    # empty list keeps every call on the configured host addresses.
+    servers = [
+        RTCIceServer(urls=url, username=settings.ice_username, credential=settings.ice_credential)
+        for url in settings.ice_servers
+    ]
+    return RTCConfiguration(iceServers=servers)
+
+
+class EventChannel:
+    """Server events onto the ``oai-events`` data channel, held back until it opens."""
+
+    def __init__(self) -> None:
+        self._channel: RTCDataChannel | None = None
+        self._backlog: list[str] = []
+
+    def send(self, event: Event) -> None:
+        text = json.dumps(event)
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(text)
+        elif len(self._backlog) < 10_000:
+            self._backlog.append(text)
+
+    def attach(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+
+        def flush() -> None:
+            for text in self._backlog:
+                channel.send(text)
+            self._backlog.clear()
+
+        if channel.readyState == "open":
+            flush()
+        else:
+            channel.on("open", flush)
+
+
+def _check_offer(sdp: str) -> None:
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise ProtocolError("invalid_sdp", f"the SDP offer could not be parsed ({exc})") from None
+    kinds = [media.kind for media in description.media]
+    if not kinds or "audio" not in kinds:
+        raise ProtocolError("invalid_sdp", "the SDP offer has no audio section; a call needs audio")
+
+
+async def _read_offer(request: web.Request, settings: EdgeSettings) -> tuple[str, dict[str, Any] | None]:
+    if request.content_length is not None and request.content_length > settings.max_sdp_bytes + 64 * 1024:
+        raise web.HTTPRequestEntityTooLarge(max_size=settings.max_sdp_bytes, actual_size=request.content_length)
+    content_type = request.content_type
+    if content_type == "application/sdp":
+        body = await request.content.read(settings.max_sdp_bytes + 1)
+        if len(body) > settings.max_sdp_bytes:
+            raise ProtocolError("sdp_too_large", f"the SDP offer is larger than {settings.max_sdp_bytes} bytes")
+        return body.decode("utf-8", errors="replace"), None
+    if content_type == "multipart/form-data":
+        form = await request.post()
+        sdp, session = form.get("sdp"), form.get("session")
+        if not isinstance(sdp, str):
+            raise ProtocolError("missing_sdp", "the multipart body needs an 'sdp' field with the offer")
+        if len(sdp) > settings.max_sdp_bytes:
+            raise ProtocolError("sdp_too_large", f"the SDP offer is larger than {settings.max_sdp_bytes} bytes")
+        config = None
+        if isinstance(session, str) and session:
+            try:
+                config = json.loads(session)
+            except ValueError:
+                raise ProtocolError("invalid_json", "the 'session' field is not valid JSON") from None
+            if not isinstance(config, dict):
+                raise ProtocolError("invalid_value", "the 'session' field must be a JSON object")
+        return sdp, config
+    raise ProtocolError(
+        "unsupported_content_type", f"send the offer as application/sdp or multipart/form-data, not {content_type!r}"
+    )
+
+
+async def _pump_microphone(track: MediaStreamTrack, session: Session) -> None:
+    resampler = WebRtcInputResampler()
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            session.push_input(resampler.convert(frame))  # type: ignore[arg-type]
+
+
+async def _discard(track: MediaStreamTrack) -> None:
+    """Read and drop a track nothing uses yet (camera outside omni mode), so it cannot pile up."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+async def _handle_events(inbox: asyncio.Queue[str | bytes], session: Session) -> None:
+    while not session.closed.is_set():
+        await session.handle_text(await inbox.get())
+
+
+class WebRtcCalls:
+    def __init__(self, settings: EdgeSettings, registry: SessionRegistry) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._calls: dict[str, tuple[RTCPeerConnection, Session]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a background task until it ends (the loop keeps only weak references)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/realtime/calls``: an SDP offer in, the SDP answer out (201)."""
+        try:
+            sdp, config = await _read_offer(request, self._settings)
+            _check_offer(sdp)
+        except ProtocolError as error:
+            return json_error(400, error.code, error.message)
+        channel = EventChannel()
+        try:
+            session = self._registry.open("webrtc", channel.send, request.query.get("model"))
+        except ServerFull as full:
+            return json_error(503, "server_full", str(full), headers={"Retry-After": "30"})
+        try:
+            if config is not None:
+                session.state.update(config)
+            answer, pc = await self._connect(sdp, session, channel)
+        except ProtocolError as error:
+            await self._registry.release(session)
+            return json_error(400, error.code, error.message)
+        except Exception as exc:
+            await self._registry.release(session)
+            log.info("offer refused", extra={"error": str(exc)})
+            return json_error(400, "invalid_sdp", f"the SDP offer was refused: {exc}")
+        self._calls[session.session_id] = (pc, session)
+        self._keep(asyncio.create_task(self._hang_up_when_closed(session, pc)))
+        session.start()
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{session.session_id}"},
+        )
+
+    async def _connect(self, sdp: str, session: Session, channel: EventChannel) -> tuple[str, RTCPeerConnection]:
+        pc = RTCPeerConnection(rtc_configuration(self._settings))
+        track = AssistantAudioTrack(on_started=session.on_output_started)
+        session.output = track
+        readers: list[asyncio.Task[None]] = []
+
+        @pc.on("track")
+        def on_track(remote: MediaStreamTrack) -> None:
+            if remote.kind == "audio":
+                readers.append(session.spawn(_pump_microphone(remote, session)))
+            else:
+                readers.append(session.spawn(_discard(remote)))
+
+        @pc.on("datachannel")
+        def on_datachannel(data_channel: RTCDataChannel) -> None:
+            if data_channel.label != EVENTS_CHANNEL:
+                return
+            channel.attach(data_channel)
+
+            # Events are handled one at a time, in the order they came.
+            inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+            readers.append(session.spawn(_handle_events(inbox, session)))
+
+            @data_channel.on("message")
+            def on_message(message: str | bytes) -> None:
+                inbox.put_nowait(message)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await session.close(f"peer connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            pc.addTrack(track)  # takes the offer's audio transceiver; sendrecv or recvonly alike
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            for reader in readers:
+                reader.cancel()
+            await pc.close()
+            raise
+        return pc.localDescription.sdp, pc
+
+    async def _hang_up_when_closed(self, session: Session, pc: RTCPeerConnection) -> None:
+        await session.closed.wait()
+        self._calls.pop(session.session_id, None)
+        await pc.close()
+        await self._registry.release(session)
+
+    async def hang_up(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/realtime/calls/{call_id}/hangup`` (and ``DELETE /v1/realtime/calls/{call_id}``)."""
+        call = self._calls.get(request.match_info["call_id"])
+        if call is None:
+            return json_error(404, "call_not_found", "no call with that id is open on this server")
+        await call[1].close("hung up")
+        return web.json_response({"id": call[1].session_id, "status": "closed"})
+
+    async def close_all(self) -> None:
+        for _, session in list(self._calls.values()):
+            await session.close("server shutting down")

@@ -1,0 +1,174 @@
+"""A Python WebRTC client of the edge (aiortc), for tests and benchmarks: plays audio into the
+call as its microphone, records what comes back, and exchanges events on ``oai-events``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from services.edge.webrtc import limit_ice_host_addresses
+
+RATE = 48000
+FRAME = 960  # 20 ms
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """Plays queued 48 kHz float samples in real time, silence in between; notes when each
+    queued clip's last sample went out."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = np.zeros(0, dtype=np.float32)
+        self._start: float | None = None
+        self._timestamp = 0
+        self.clip_ended: list[float] = []  # monotonic time each clip's last sample was sent
+        self._clip_ends: list[int] = []  # sample counts (since start) at which clips end
+        self._sent = 0
+
+    def play(self, samples: np.ndarray) -> None:
+        self._queue = np.concatenate((self._queue, samples.astype(np.float32)))
+        self._clip_ends.append(self._sent + len(self._queue))
+
+    @property
+    def idle(self) -> bool:
+        return len(self._queue) == 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._timestamp += FRAME
+            delay = self._start + self._timestamp / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # real-time pacing of a microphone
+        chunk = self._queue[:FRAME]
+        self._queue = self._queue[FRAME:]
+        self._sent += FRAME
+        while self._clip_ends and self._clip_ends[0] <= self._sent:
+            self._clip_ends.pop(0)
+            self.clip_ended.append(time.monotonic())
+        if len(chunk) < FRAME:
+            chunk = np.concatenate((chunk, np.zeros(FRAME - len(chunk), dtype=np.float32)))
+        pcm = (np.clip(chunk, -1, 1) * 32767).astype("<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._timestamp
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class RealtimeCall:
+    """One WebRTC call to the edge. ``events`` collects server events; ``audio`` the received
+    assistant audio (48 kHz mono int16) with the arrival time of each frame in ``audio_times``."""
+
+    def __init__(self, base_url: str) -> None:
+        limit_ice_host_addresses(["127.0.0.1"])  # the client's media stays on loopback too
+        self.base_url = base_url.rstrip("/")
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.microphone = MicrophoneTrack()
+        self.events: list[dict[str, Any]] = []
+        self.audio: list[np.ndarray] = []
+        self.audio_times: list[float] = []
+        self.call_id = ""
+        self._new_event = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel = self.pc.createDataChannel("oai-events")
+        self._channel_open = asyncio.Event()
+
+    async def connect(self, session: dict[str, Any] | None = None) -> None:
+        self.pc.addTrack(self.microphone)
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._tasks.append(asyncio.create_task(self._record(track)))
+
+        @self._channel.on("open")
+        def on_open() -> None:
+            self._channel_open.set()
+
+        @self._channel.on("message")
+        def on_message(message: str) -> None:
+            self.events.append(json.loads(message))
+            self._tasks.append(asyncio.create_task(self._notify()))
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            if session is None:
+                request = http.post(
+                    f"{self.base_url}/v1/realtime/calls",
+                    data=self.pc.localDescription.sdp,
+                    headers={"Content-Type": "application/sdp"},
+                )
+            else:
+                form = aiohttp.FormData(default_to_multipart=True)
+                form.add_field("sdp", self.pc.localDescription.sdp)
+                form.add_field("session", json.dumps(session))
+                request = http.post(f"{self.base_url}/v1/realtime/calls", data=form)
+            async with request as response:
+                body = await response.text()
+                if response.status != 201:
+                    raise RuntimeError(f"call refused: {response.status} {body}")
+                self.call_id = response.headers["Location"].rsplit("/", 1)[-1]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        await asyncio.wait_for(self._channel_open.wait(), 10)
+
+    async def _notify(self) -> None:
+        async with self._new_event:
+            self._new_event.notify_all()
+
+    async def _record(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.audio_times.append(time.monotonic())
+                samples = frame.to_ndarray().reshape(-1)
+                if frame.layout.name == "stereo":
+                    samples = samples[::2]
+                self.audio.append(samples.astype(np.int16))
+
+    def send(self, event: dict[str, Any]) -> None:
+        self._channel.send(json.dumps(event))
+
+    async def wait_for(self, event_type: str, timeout: float = 30, after: int = 0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The first event of ``event_type`` at index ``after`` or later; TimeoutError otherwise."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events[after:] if e["type"] == event_type), None)
+
+        async with self._new_event:
+            await asyncio.wait_for(self._new_event.wait_for(lambda: found() is not None), timeout)
+        event = found()
+        assert event is not None
+        return event
+
+    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == event_type]
+
+    def received_audio(self) -> np.ndarray:
+        return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
+
+    def first_loud_time(self, after: float, threshold: int = 500) -> float | None:
+        """Arrival time of the first received frame after ``after`` with a sample above ``threshold``."""
+        for when, samples in zip(self.audio_times, self.audio, strict=False):
+            if when >= after and np.abs(samples).max(initial=0) > threshold:
+                return when
+        return None
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
