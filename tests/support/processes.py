@@ -23,6 +23,7 @@ class ServiceProcess:
     process: subprocess.Popen[str]
     grpc_address: str = ""
     metrics_url: str = ""
+    url: str = ""  # the edge's HTTP base URL
     logs: list[dict[str, object]] = field(default_factory=list)
     _listening: threading.Event = field(default_factory=threading.Event)
 
@@ -35,13 +36,14 @@ class ServiceProcess:
                 record = {"level": "raw", "msg": line.rstrip()}
             self.logs.append(record)
             if str(record.get("msg", "")).endswith(" listening"):
-                self.grpc_address = str(record["grpc"])
-                self.metrics_url = str(record["metrics"])
+                self.grpc_address = str(record.get("grpc", ""))
+                self.metrics_url = str(record.get("metrics", ""))
+                self.url = str(record.get("url", ""))
                 self._listening.set()
         self._listening.set()  # the process ended; wake a waiter
 
     def wait_listening(self, timeout: float) -> None:
-        if not self._listening.wait(timeout) or not self.grpc_address:
+        if not self._listening.wait(timeout) or not (self.grpc_address or self.url):
             self.stop()
             tail = "\n".join(str(r.get("msg")) for r in self.logs[-20:])
             raise RuntimeError(f"{self.name} did not start listening within {timeout}s; log tail:\n{tail}")
@@ -64,9 +66,16 @@ class ServiceProcess:
 
 
 def start_service(
-    module: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None, python: str = sys.executable
+    module: str,
+    *args: str,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+    port: int = 0,
 ) -> ServiceProcess:
-    """Run ``python -m <module>`` on free loopback ports and wait until it listens."""
+    """Run ``python -m <module>`` on free loopback ports (or ``port``) and wait until it listens."""
+    # The edge serves its metrics on its own HTTP port.
+    metrics = [] if module == "services.edge" else ["--metrics-port", "0"]
     command = [
         python,
         "-m",
@@ -74,9 +83,8 @@ def start_service(
         "--host",
         "127.0.0.1",
         "--port",
-        "0",
-        "--metrics-port",
-        "0",
+        str(port),
+        *metrics,
         "--log-format",
         "json",
         *args,

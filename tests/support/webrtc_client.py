@@ -36,10 +36,16 @@ class MicrophoneTrack(MediaStreamTrack):
         self.clip_ended: list[float] = []  # monotonic time each clip's last sample was sent
         self._clip_ends: list[int] = []  # sample counts (since start) at which clips end
         self._sent = 0
+        self._played_out = asyncio.Event()
 
     def play(self, samples: np.ndarray) -> None:
         self._queue = np.concatenate((self._queue, samples.astype(np.float32)))
         self._clip_ends.append(self._sent + len(self._queue))
+        self._played_out.clear()
+
+    async def played_out(self) -> None:
+        """Wait until every queued clip has been sent."""
+        await self._played_out.wait()
 
     @property
     def idle(self) -> bool:
@@ -61,6 +67,8 @@ class MicrophoneTrack(MediaStreamTrack):
         while self._clip_ends and self._clip_ends[0] <= self._sent:
             self._clip_ends.pop(0)
             self.clip_ended.append(time.monotonic())
+            if not self._clip_ends:
+                self._played_out.set()
         if len(chunk) < FRAME:
             chunk = np.concatenate((chunk, np.zeros(FRAME - len(chunk), dtype=np.float32)))
         pcm = (np.clip(chunk, -1, 1) * 32767).astype("<i2").reshape(1, -1)
@@ -160,6 +168,12 @@ class RealtimeCall:
 
     def received_audio(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
+
+    def loud_seconds(self, rms_threshold: float = 300) -> float:
+        """Seconds of received audio in 20 ms frames whose RMS is above ``rms_threshold``."""
+        audio = self.received_audio().astype(np.float64)
+        frames = audio[: len(audio) // FRAME * FRAME].reshape(-1, FRAME)
+        return float((np.sqrt((frames**2).mean(axis=1)) > rms_threshold).sum() * FRAME / RATE)
 
     def first_loud_time(self, after: float, threshold: int = 500) -> float | None:
         """Arrival time of the first received frame after ``after`` with a sample above ``threshold``."""

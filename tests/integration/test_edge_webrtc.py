@@ -1,0 +1,107 @@
+"""The WebRTC path without a browser: an aiortc client calls the edge over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from tests.support.processes import ServiceProcess
+from tests.support.speech import speak
+from tests.support.transcribe import spoken_words
+from tests.support.webrtc_client import RATE, RealtimeCall
+
+
+def _question(text: str, silence_after: float = 1.5) -> np.ndarray:
+    return np.concatenate(
+        (np.zeros(RATE // 5, np.float32), speak(text, RATE), np.zeros(int(RATE * silence_after), np.float32))
+    )
+
+
+async def test_half_duplex_voice_turn_is_answered_on_the_audio_track(edge_service: ServiceProcess) -> None:
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "half_duplex"}})
+        created = await call.wait_for("session.created")
+        assert created["session"]["parley"]["mode"] == "half_duplex"
+        assert created["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        call.microphone.play(_question("What is the capital of France?"))
+        done = await call.wait_for("response.done", timeout=60)
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+        transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
+        reply = (await call.wait_for("response.output_audio_transcript.done"))["transcript"]
+        started = await call.wait_for("output_audio_buffer.started")
+    finally:
+        await call.close()
+    assert done["response"]["status"] == "completed"
+    assert started["response_id"] == done["response"]["id"]
+    assert {"capital", "france"} <= set(spoken_words(transcript)), transcript
+    assert "Paris" in reply
+    assert call.loud_seconds() > 0.8, "the assistant's answer is heard on the remote track"
+    speech_end = call.microphone.clip_ended[0]
+    first_loud = call.first_loud_time(after=0.0, threshold=2000)
+    assert first_loud is not None and first_loud > speech_end - 1.0, "no assistant audio before the question ended"
+    timings = done["response"]["parley"]["timings_ms"]
+    assert {"voice_to_voice", "end_of_speech_wait", "llm_first_token", "text_to_first_audio"} <= set(timings)
+
+
+async def test_half_duplex_ignores_the_microphone_while_the_assistant_speaks(edge_service: ServiceProcess) -> None:
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect()  # the server's default mode: half-duplex
+        await call.wait_for("session.created")
+        call.microphone.play(_question("What is the capital of France?", silence_after=0.6))
+        await call.wait_for("output_audio_buffer.started", timeout=60)
+        # A short interjection while the answer (about two seconds) plays: half-duplex does not hear it.
+        call.microphone.play(_question("Hello there.", silence_after=0.1))
+        await asyncio.wait_for(call.microphone.played_out(), 10)
+        assert not call.of_type("output_audio_buffer.stopped"), "the interjection ended while the answer played"
+        stopped = await call.wait_for("output_audio_buffer.stopped", timeout=60)
+        index = call.events.index(stopped)
+        assert len(call.of_type("input_audio_buffer.speech_started")) == 1
+        # Once the assistant has finished (and the echo guard has passed), it listens again.
+        call.microphone.play(_question("What is two plus two?"))
+        await call.wait_for("input_audio_buffer.speech_started", after=index + 1, timeout=30)
+        second = await call.wait_for(
+            "conversation.item.input_audio_transcription.completed", after=index + 1, timeout=60
+        )
+    finally:
+        await call.close()
+    assert "two" in spoken_words(second["transcript"]), second["transcript"]
+
+
+async def test_chat_mode_text_and_push_to_talk_turns(edge_service: ServiceProcess) -> None:
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "chat"}})
+        created = await call.wait_for("session.created")
+        assert created["session"]["audio"]["input"]["turn_detection"] is None
+        call.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello."}]},
+            }
+        )
+        call.send({"type": "response.create"})
+        first = await call.wait_for("response.done", timeout=60)
+        assert first["response"]["status"] == "completed"
+        assert first["response"]["output"][0]["content"][0]["transcript"]
+        # Push-to-talk: clear, speak, commit, ask for the response. No server VAD in chat mode.
+        count = len(call.events)
+        call.send({"type": "input_audio_buffer.clear"})
+        await call.wait_for("input_audio_buffer.cleared", after=count)
+        call.microphone.play(speak("What is the capital of France?", RATE))
+        await asyncio.wait_for(call.microphone.played_out(), 30)
+        call.send({"type": "input_audio_buffer.commit"})
+        call.send({"type": "response.create"})
+        committed = await call.wait_for("input_audio_buffer.committed", after=count)
+        transcript = await call.wait_for(
+            "conversation.item.input_audio_transcription.completed", after=count, timeout=60
+        )
+        second = await call.wait_for("response.done", after=count, timeout=60)
+    finally:
+        await call.close()
+    assert not call.of_type("input_audio_buffer.speech_started"), "chat mode runs no server VAD"
+    assert transcript["item_id"] == committed["item_id"]
+    assert {"capital", "france"} <= set(spoken_words(transcript["transcript"])), transcript["transcript"]
+    assert "Paris" in second["response"]["output"][0]["content"][0]["transcript"]
