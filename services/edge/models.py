@@ -7,16 +7,20 @@ tell its user straight away, and the next turn after the service is back works a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import grpc
 from parley.v1 import conversation_pb2_grpc, speech_pb2_grpc, vad_pb2_grpc
 
 from services.edge.settings import EdgeSettings
 
-# Reconnect quickly after a model service restarts, but never hammer one that is down.
+# Reconnect soon after a model service restarts (one attempt a second at most: cheap for a
+# service that is down, and the next turn after a restart finds the service again).
 _BACKOFF_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 3000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
@@ -45,6 +49,19 @@ class ModelServices:
         self.vad = vad_pb2_grpc.VoiceActivityServiceStub(self.channels["vad"])
         self.llm = conversation_pb2_grpc.ConversationServiceStub(self.channels["llm"])
         self.tts = speech_pb2_grpc.SpeechSynthesisServiceStub(self.channels["tts"])
+
+    async def ensure_ready(self, name: str, wait_seconds: float = 1.5) -> None:
+        """Give a channel that is reconnecting a moment to come back before a call is made on it.
+
+        A call on a channel in backoff fails at once with UNAVAILABLE even if the service has
+        just come back; waiting briefly lets the first turn after a restart work. If the service
+        is still down the call then fails, and the client is told.
+        """
+        channel = self.channels[name]
+        if channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), wait_seconds)
 
     async def close(self) -> None:
         for channel in self.channels.values():

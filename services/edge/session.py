@@ -452,6 +452,7 @@ class Session:
             speech_pad_ms=detection.prefix_padding_ms,
         )
         while True:
+            await self._services.ensure_ready("vad")
             call = self._services.vad.Detect()
             while not queue.empty():
                 queue.get_nowait()

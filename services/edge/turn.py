@@ -93,7 +93,7 @@ class Turn:
         self.item_id = events.new_id("item")
         self.timings = TurnTimings()
         self._inputs: asyncio.Queue[object] = asyncio.Queue()
-        self._call = services.llm.Respond()
+        self._call: Any = None  # opened by the task, once the LLM service's channel is ready
         self._tts_call: Any = None
         self._tts_reader: asyncio.Task[None] | None = None
         self._announced = False
@@ -140,7 +140,10 @@ class Turn:
             return
         self._cancelled = True
         self._output.clear()
-        self._call.cancel()
+        if self._call is not None:
+            self._call.cancel()
+        else:
+            self.task.cancel()
         if self._tts_call is not None:
             self._tts_call.cancel()
 
@@ -167,10 +170,13 @@ class Turn:
             await self._call.write(item)
 
     async def _run(self) -> None:
-        writer = asyncio.create_task(self._write_inputs())
         if self.options.respond_at_once:
             self._announce()
+        writer: asyncio.Task[None] | None = None
         try:
+            await self._services.ensure_ready("llm")
+            self._call = self._services.llm.Respond()
+            writer = asyncio.create_task(self._write_inputs())
             async for event in self._call:
                 await self._on_llm_event(event)
             await writer
@@ -191,10 +197,12 @@ class Turn:
             else:
                 self._fail(exc)
         finally:
-            writer.cancel()
+            if writer is not None:
+                writer.cancel()
             if self._tts_reader is not None and not self._tts_reader.done():
                 self._tts_reader.cancel()
-            self._call.cancel()
+            if self._call is not None:
+                self._call.cancel()
             if self._tts_call is not None:
                 self._tts_call.cancel()
             if self._announced:
@@ -270,6 +278,7 @@ class Turn:
             return  # the text still streams to the client; the error said why it is not spoken
         try:
             if self._tts_call is None:
+                await self._services.ensure_ready("tts")
                 self._tts_call = self._services.tts.Synthesize()
                 config = speech_pb2.SynthesisConfig(voice=self.options.voice, sample_rate=self._output.sample_rate)
                 if self.options.speed is not None:

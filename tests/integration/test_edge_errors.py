@@ -1,0 +1,206 @@
+"""Bad input reaches the client as an OpenAI-style error (event or JSON body); the session, the
+edge and other sessions keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from tests.integration.conftest import start_edge
+from tests.support.processes import ServiceProcess
+from tests.support.realtime_ws import RealtimeSocket, realtime_socket
+
+TEXT_QUESTION = {
+    "type": "conversation.item.create",
+    "item": {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "What is the capital of France?"}],
+    },
+}
+
+
+async def _post_offer(
+    edge: ServiceProcess, body: bytes | str, content_type: str = "application/sdp"
+) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{edge.url}v1/realtime/calls", data=body, headers={"Content-Type": content_type}) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def _text_turn_works(socket: RealtimeSocket) -> None:
+    await socket.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+    await socket.send(TEXT_QUESTION)
+    await socket.send({"type": "response.create"})
+    done = await socket.next_event("response.done", timeout=60)
+    assert done["response"]["status"] == "completed"
+    assert "Paris" in done["response"]["output"][0]["content"][0]["text"]
+
+
+async def test_malformed_sdp_is_refused_with_json(edge_service: ServiceProcess) -> None:
+    status, body = await _post_offer(edge_service, "this is not SDP")
+    assert status == 400
+    assert body["error"]["code"] == "invalid_sdp"
+    assert body["error"]["message"]
+
+
+async def test_sdp_without_audio_is_refused(edge_service: ServiceProcess) -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        status, body = await _post_offer(edge_service, pc.localDescription.sdp)
+    finally:
+        await pc.close()
+    assert status == 400
+    assert body["error"]["code"] == "invalid_sdp"
+    assert "no audio" in body["error"]["message"]
+
+
+async def test_oversized_offer_and_wrong_content_type_are_refused(edge_service: ServiceProcess) -> None:
+    status, body = await _post_offer(edge_service, b"v=0\r\n" + b"a=x\r\n" * 100_000)
+    assert status == 413
+    assert body["error"]["code"] == "request_too_large"
+    status, body = await _post_offer(edge_service, "v=0", content_type="text/plain")
+    assert status == 400
+    assert body["error"]["code"] == "unsupported_content_type"
+
+
+async def test_unknown_api_paths_get_json_404(edge_service: ServiceProcess) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{edge_service.url}v1/nothing-here") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message_part"),
+    [
+        ('{"type": "conversation.fly_to_the_moon"}', "unknown_event_type", "conversation.fly_to_the_moon"),
+        ('{"type": "response.create",', "invalid_json", "not valid JSON"),
+        ('{"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}', "invalid_value", "base64"),
+        ('{"type": "session.update", "session": {"parley": {"mode": "omni"}}}', "mode_not_available", "omni"),
+        ('{"type": "session.update", "session": {"voice_of_god": true}}', "unknown_parameter", "voice_of_god"),
+        ('{"type": "response.cancel"}', "response_cancel_not_active", "no active response"),
+        ('{"type": "response.create"}', "nothing_to_respond_to", "conversation.item.create"),
+        ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty", "100 ms"),
+    ],
+)
+async def test_bad_events_get_error_events_and_the_session_goes_on(
+    edge_service: ServiceProcess, raw: str, code: str, message_part: str
+) -> None:
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        await socket.send({"type": "session.update", "session": {"type": "realtime", "parley": {"mode": "chat"}}})
+        await socket.next_event("session.updated")
+        await socket.send_raw(raw)
+        error = (await socket.next_event("error"))["error"]
+        assert error["code"] == code
+        assert message_part in error["message"]
+        await _text_turn_works(socket)
+
+
+async def test_too_much_audio_in_one_append_is_refused(edge_service: ServiceProcess) -> None:
+    eleven_seconds = base64.b64encode(np.zeros(24000 * 11, dtype="<i2").tobytes()).decode()
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        await socket.send({"type": "input_audio_buffer.append", "audio": eleven_seconds, "event_id": "evt_big"})
+        error = (await socket.next_event("error"))["error"]
+        assert error["event_id"] == "evt_big"
+        assert "longer than 10 s" in error["message"]
+        await _text_turn_works(socket)
+
+
+async def test_oversized_event_and_bad_image_are_refused(edge_service: ServiceProcess) -> None:
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        await socket.send_raw(json.dumps({"type": "session.update", "session": {"instructions": "x" * 5_000_000}}))
+        assert (await socket.next_event("error"))["error"]["code"] == "event_too_large"
+        bad_image = {
+            "type": "input_image",
+            "image_url": "data:image/jpeg;base64," + base64.b64encode(b"not a jpeg").decode(),
+        }
+        await socket.send(
+            {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [bad_image]}}
+        )
+        error = (await socket.next_event("error"))["error"]
+        assert error["code"] == "invalid_value" and "not a readable image" in error["message"]
+        await _text_turn_works(socket)
+
+
+async def test_a_misbehaving_session_does_not_disturb_another(edge_service: ServiceProcess) -> None:
+    async with realtime_socket(edge_service.url) as good, realtime_socket(edge_service.url) as bad:
+        await good.next_event("session.created")
+        await bad.next_event("session.created")
+
+        async def misbehave() -> None:
+            for index in range(50):
+                await bad.send_raw(json.dumps({"type": "nonsense", "n": index}))
+            for _ in range(50):
+                await bad.next_event("error")
+
+        await asyncio.gather(misbehave(), _text_turn_works(good))
+        assert len(bad.of_type("error")) == 50
+
+
+@pytest.fixture(scope="module")
+def small_edge(vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess):
+    """An edge that holds one session, closes idle ones after 3 s and wants a token."""
+    service = start_edge(
+        vad_service, llm_service, tts_service, "--max-sessions=1", "--idle-timeout-seconds=3", "--api-token=s3cret"
+    )
+    yield service
+    assert service.stop() == 0
+
+
+async def test_the_api_token_is_required_when_set(small_edge: ServiceProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{small_edge.url}v1/realtime/calls", data="v=0", headers={"Content-Type": "application/sdp"}
+        ) as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "invalid_api_key"
+        async with http.get(f"{small_edge.url}v1/realtime", headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+    async with realtime_socket(small_edge.url, Authorization="Bearer s3cret") as socket:
+        assert (await socket.next_event("session.created"))["session"]["id"].startswith("sess_")
+    assert not any("s3cret" in json.dumps(record) for record in small_edge.logs), "the token must never be logged"
+
+
+async def test_a_full_server_says_so_and_an_idle_session_is_closed(small_edge: ServiceProcess) -> None:
+    auth = {"Authorization": "Bearer s3cret"}
+    async with realtime_socket(small_edge.url, **auth) as first:
+        await first.next_event("session.created")
+        async with realtime_socket(small_edge.url, **auth) as second:
+            error = (await second.next_event("error"))["error"]
+            assert error["code"] == "server_full"
+            with pytest.raises(ConnectionError, match="CLOSE"):
+                await second.next_event("session.created")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            async with aiohttp.ClientSession() as http:
+                headers = {"Content-Type": "application/sdp", **auth}
+                url = f"{small_edge.url}v1/realtime/calls"
+                async with http.post(url, data=pc.localDescription.sdp, headers=headers) as response:
+                    assert response.status == 503
+                    assert response.headers["Retry-After"]
+                    assert (await response.json())["error"]["code"] == "server_full"
+        finally:
+            await pc.close()
+        # Nothing happens on the first session: after the idle timeout it is told and closed.
+        idle = (await first.next_event("error", timeout=30))["error"]
+        assert idle["code"] == "session_idle_timeout"
+        with pytest.raises(ConnectionError):
+            await first.next_event("session.created", timeout=10)
+    # The slot is free again.
+    async with realtime_socket(small_edge.url, **auth) as third:
+        await third.next_event("session.created")
