@@ -1,127 +1,93 @@
-"""``python -m services``: run every Parley service that exists, for local use (``make run``).
+"""``python -m services``: run the whole stack on this machine (``make run``).
 
-Each service is its own process, as in production; this launcher starts them on their default
-ports, waits until each answers its gRPC health check, says where they listen, and stops them
-all on Ctrl-C or SIGTERM (or when one of them dies).
+Each service is its own process, as in production, run by honcho (the Procfile runner): their
+output is interleaved with a prefix naming each, Ctrl-C or SIGTERM stops them all, and if one
+dies the others are stopped too. A sixth process, ``services.ready``, waits until every service
+is healthy and prints the call page's address.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
+import os
+import shlex
 import sys
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from honcho.manager import Manager
+from honcho.printer import Printer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.settings import parse_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
     name: str
     module: str
-    grpc_port: int
-    metrics_port: int
+    port: int
+    metrics_port: int | None  # None: metrics on the service's own HTTP port
 
 
-# The stack, in start order. Later services (llm, tts, edge) are added here as they land.
+# The stack; the edge comes last and finds the others at their ports.
 STACK = (
     ServiceEntry("vad", "services.vad", 50051, 9051),
     ServiceEntry("llm", "services.llm", 50052, 9052),
     ServiceEntry("tts", "services.tts", 50053, 9053),
+    ServiceEntry("edge", "services.edge", 8006, None),
 )
 
 
 class LauncherSettings(BaseSettings):
     """Run Parley's services together on this machine.
 
-    Options are also read from the environment as PARLEY_<OPTION>.
+    Options are also read from the environment as PARLEY_<OPTION>. Each service takes its own
+    settings from its environment variables too (PARLEY_LLM_BACKEND=vllm, ...).
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="PARLEY_", cli_prog_name="python -m services", cli_kebab_case=True, extra="forbid"
+        env_prefix="PARLEY_", cli_prog_name="python -m services", cli_kebab_case=True, extra="ignore"
     )
 
     host: str = Field("127.0.0.1", description="Address every service binds to.")
-    start_timeout: float = Field(120.0, gt=0, description="Seconds a service may take to become healthy.")
+    start_timeout: float = Field(180.0, gt=0, description="Seconds the stack may take to become healthy.")
     port_offset: int = Field(
         0, ge=0, le=10_000, description="Added to every default port, to run a second stack beside the first."
     )
 
 
-async def wait_healthy(address: str, deadline: float, process: asyncio.subprocess.Process) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"exited with status {process.returncode} while starting")
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1, wait_for_ready=True)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("did not become healthy in time")
-            await asyncio.sleep(0.2)  # polling a health check, not papering over a race
-
-
-async def launch(settings: LauncherSettings) -> int:
-    processes: dict[str, asyncio.subprocess.Process] = {}
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        for entry in STACK:
-            processes[entry.name] = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                entry.module,
-                f"--host={settings.host}",
-                f"--port={entry.grpc_port + settings.port_offset}",
-                f"--metrics-port={entry.metrics_port + settings.port_offset}",
-                stdin=asyncio.subprocess.DEVNULL,
-            )
-            address = f"{settings.host}:{entry.grpc_port + settings.port_offset}"
-            try:
-                await wait_healthy(address, time.monotonic() + settings.start_timeout, processes[entry.name])
-            except (RuntimeError, TimeoutError) as exc:
-                print(f"parley: {entry.name} failed to start: {exc}", file=sys.stderr)
-                return 1
-        print("\nParley is running:", flush=True)
-        for entry in STACK:
-            print(
-                f"  {entry.name:<5} gRPC {settings.host}:{entry.grpc_port + settings.port_offset}   "
-                f"metrics http://{settings.host}:{entry.metrics_port + settings.port_offset}/metrics"
-            )
-        print("  (the call page arrives with the edge service; see README 'Status')\nCtrl-C stops everything.\n")
-        exits = {asyncio.ensure_future(process.wait()): name for name, process in processes.items()}
-        stopping = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({stopping, *exits}, return_when=asyncio.FIRST_COMPLETED)
-        for finished in done - {stopping}:
-            print(f"parley: {exits[finished]} exited with status {finished.result()}; stopping", file=sys.stderr)
-            return 1
-        return 0
-    finally:
-        for process in reversed(processes.values()):
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                await asyncio.wait_for(process.wait(), timeout=30)
-            except TimeoutError:
-                process.kill()
+def commands(settings: LauncherSettings) -> dict[str, str]:
+    """Process name to shell command, for honcho."""
+    python = shlex.quote(sys.executable)
+    port = {entry.name: entry.port + settings.port_offset for entry in STACK}
+    out: dict[str, str] = {}
+    for entry in STACK:
+        args = [f"--host={settings.host}", f"--port={port[entry.name]}"]
+        if entry.metrics_port is not None:
+            args.append(f"--metrics-port={entry.metrics_port + settings.port_offset}")
+        if entry.name == "edge":
+            local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+            args += [f"--{name}-address={local}:{port[name]}" for name in ("vad", "llm", "tts")]
+        out[entry.name] = f"{python} -m {entry.module} " + " ".join(shlex.quote(a) for a in args)
+    out["ready"] = (
+        f"{python} -m services.ready --host={shlex.quote(settings.host)} "
+        f"--port-offset={settings.port_offset} --timeout={settings.start_timeout}"
+    )
+    return out
 
 
 def main() -> None:
     settings = parse_settings(LauncherSettings)
-    raise SystemExit(asyncio.run(launch(settings)))
+    manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty(), prefix=True))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name, command in commands(settings).items():
+        manager.add_process(name, command, quiet=False, env=env, cwd=str(REPO_ROOT))
+    manager.loop()
+    # Stopped by Ctrl-C or SIGTERM (honcho's 130/143) is a normal end.
+    raise SystemExit(0 if manager.returncode in (130, 143) else manager.returncode)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""``python -m services`` (what ``make run`` starts): every service comes up healthy and stops on SIGTERM."""
+"""``python -m services`` (what ``make run`` starts): the whole stack comes up healthy, the call
+page's address is printed, and SIGTERM stops everything."""
 
 import asyncio
 import random
 import signal
 import sys
 
+import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -25,17 +27,27 @@ async def test_launcher_starts_the_stack_and_stops_it() -> None:
     )
     try:
         assert process.stdout is not None
-        banner = []
-        while not banner or banner[-1] != "Ctrl-C stops everything.":
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=120)
-            assert line, f"launcher exited early: {banner}"
+        banner: list[str] = []
+        while not banner or not banner[-1].endswith("Ctrl-C stops everything."):
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=180)
+            assert line, f"launcher exited early: {banner[-20:]}"
             banner.append(line.decode().strip())
+        page = f"http://127.0.0.1:{8006 + offset}/"
+        assert any(f"Call page:  {page}" in line for line in banner), banner[-12:]
         for entry in STACK:
-            address = f"127.0.0.1:{entry.grpc_port + offset}"
-            assert any(address in line for line in banner), banner
+            address = f"127.0.0.1:{entry.port + offset}"
+            assert any(address in line for line in banner), banner[-12:]
+            if entry.name == "edge":
+                continue
             async with grpc.aio.insecure_channel(address) as channel:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        async with aiohttp.ClientSession() as http:
+            async with http.get(page) as response:
+                assert response.status == 200
+                assert "<html" in (await response.text()).lower()
+            async with http.get(page + "readyz") as response:
+                assert (await response.json())["services"] == {"vad": "serving", "llm": "serving", "tts": "serving"}
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     finally:
