@@ -26,3 +26,8 @@ STAGE_SECONDS = Histogram(
 )
 SERVICE_ERRORS = Counter("parley_edge_service_errors", "Failed calls to model services.", ["service"])
 CLIENT_ERRORS = Counter("parley_edge_client_errors", "error events sent for bad client input.", ["code"])
+SPECULATIONS = Counter(
+    "parley_edge_speculative_turns",
+    "Answers begun at a tentative pause: kept (the pause ended the turn) or dropped (the user went on).",
+    ["outcome"],
+)

@@ -83,6 +83,10 @@ class Session:
         self._pending_audio_item: str | None = None
         self._last_item_id: str | None = None
         self._user_turn: Turn | None = None  # a turn whose user is still speaking
+        self._held_turn: Turn | None = None  # begun at a tentative pause, waiting for the turn's end
+        self._confirm_at = 0  # input offset at which the held turn's pause becomes the turn's end
+        self._confirm_timer: asyncio.TimerHandle | None = None
+        self._held_end = 0
         self._response_turn: Turn | None = None  # the turn producing the current response
         self._listening = True
         self._vad_task: asyncio.Task[None] | None = None
@@ -113,6 +117,10 @@ class Session:
                 task.cancel()
         if self._vad_task is not None:
             self._vad_task.cancel()
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+        if self._held_turn is not None:
+            self._held_turn.discard()
         await cancel_and_wait(self._user_turn)
         await cancel_and_wait(self._response_turn)
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -174,6 +182,8 @@ class Session:
                 self._vad_queue.put_nowait(pcm16)
         if self._user_turn is not None:
             self._user_turn.send_audio(pcm16)
+        if self._held_turn is not None and self._input.total >= self._confirm_at:
+            self._confirm_held_turn()
 
     def _arrival_time(self, offset: int) -> float:
         """When the input sample at ``offset`` reached the edge (monotonic)."""
@@ -201,6 +211,7 @@ class Session:
             self._commit(event_id)
         elif isinstance(event, protocol.InputAudioBufferClear):
             self._commit_offset = self._input.total
+            self._drop_held_turn()
             if self._user_turn is not None:
                 await cancel_and_wait(self._user_turn)
                 self._user_turn = None
@@ -252,6 +263,9 @@ class Session:
             )
 
     def _commit(self, event_id: str | None) -> None:
+        if self._held_turn is not None:  # a tentative pause, confirmed by the client
+            self._confirm_held_turn()
+            return
         if self._user_turn is not None:  # server VAD with a turn open: end it now
             self._end_user_turn(self._input.total)
             return
@@ -437,6 +451,7 @@ class Session:
         if self._user_turn is not None:
             self._user_turn.cancel()
             self._user_turn = None
+        self._drop_held_turn()
         detection = self.state.turn_detection
         if detection is not None:
             self._vad_queue = asyncio.Queue(maxsize=1000)  # 20-32 s of audio while the VAD is away
@@ -448,7 +463,7 @@ class Session:
         config = vad_pb2.DetectConfig(
             sample_rate=INPUT_RATE,
             threshold=detection.threshold,
-            min_silence_ms=detection.silence_duration_ms,
+            min_silence_ms=self._vad_silence_ms(detection),
             speech_pad_ms=detection.prefix_padding_ms,
         )
         while True:
@@ -479,8 +494,22 @@ class Session:
             if self._user_turn is not None:  # speech in progress cannot be ended without the VAD
                 self._user_turn.cancel()
                 self._user_turn = None
+            self._confirm_held_turn()  # a tentative pause is as good an end as any now
             failures += 1
             await asyncio.sleep(min(3.0, 0.25 * 2 ** (failures - 1)))  # reconnect backoff
+
+    def _drop_held_turn(self) -> None:
+        if self._held_turn is not None:
+            self._held_turn.discard()
+            self._held_turn = None
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+
+    def _vad_silence_ms(self, detection: TurnDetection) -> int:
+        """The silence after which the VAD reports an end of speech: the tentative pause when
+        answers start early, else the turn's silence."""
+        tentative = self._settings.speculative_pause_ms
+        return tentative if 0 < tentative < detection.silence_duration_ms else detection.silence_duration_ms
 
     def _vad_failed(self, message: str, status: str) -> None:
         """Tell the client once per outage; the stream is reopened with backoff."""
@@ -503,35 +532,84 @@ class Session:
                     del pending[:whole]
 
     def _on_speech_started(self, start: int) -> None:
+        if self._held_turn is not None:
+            self._resume_held_turn()
+            return
         if not self._listening or self._user_turn is not None or self._response_turn is not None:
             return
         self._last_activity = time.monotonic()
         item_id = events.new_id("item")
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
+        self._user_turn = self._open_voice_turn(item_id, start)
+
+    def _open_voice_turn(self, item_id: str, start: int, replaces: str = "") -> Turn:
         detection = self.state.turn_detection
-        turn = self._new_turn(
-            self._options(
-                item_id, respond_at_once=False, transcribe_only=bool(detection and not detection.create_response)
-            )
+        options = self._options(
+            item_id, respond_at_once=False, transcribe_only=bool(detection and not detection.create_response)
         )
+        options.replaces_turn_id = replaces
+        turn = self._new_turn(options)
+        turn.start_offset = start
         turn.send_audio(self._input.slice(start))
-        self._user_turn = turn
+        return turn
 
     def _on_speech_ended(self, end: int, detection: TurnDetection) -> None:
         turn = self._user_turn
         if turn is None:
             return
-        # The VAD pads the segment's end; the speech itself ended that much earlier.
-        speech_end = max(0, end - detection.prefix_padding_ms * INPUT_RATE // 1000)
+        now = time.monotonic()
+        vad_silence = self._vad_silence_ms(detection)
+        # The VAD speaks after vad_silence of silence; the speech ended that long before the audio it has seen.
+        speech_end = max(turn.start_offset, self._input.total - vad_silence * INPUT_RATE // 1000)
         turn.timings.speech_end = self._arrival_time(speech_end)
-        turn.timings.speech_end_detected = time.monotonic()
-        self._end_user_turn(end)
+        if vad_silence >= detection.silence_duration_ms:
+            turn.timings.speech_end_detected = now
+            self._end_user_turn(end)
+            return
+        # A tentative pause: answer now, but keep the answer back until the silence is long enough
+        # to end the turn. Recognition, the first tokens and the first words' audio happen meanwhile.
+        self._user_turn = None
+        turn.hold()
+        turn.end_input()
+        self._held_turn = turn
+        remaining_ms = detection.silence_duration_ms - vad_silence
+        self._confirm_at = self._input.total + remaining_ms * INPUT_RATE // 1000
+        self._held_end = end
+        # If the client stops sending audio altogether, the pause still ends the turn.
+        self._confirm_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000 + 0.5, self._confirm_held_turn)
 
-    def _end_user_turn(self, end: int) -> None:
+    def _resume_held_turn(self) -> None:
+        """The user spoke again within the turn's silence: drop the early answer and go on with
+        one turn carrying the whole utterance, which replaces the early one in the LLM's history."""
+        held = self._held_turn
+        assert held is not None and held.options.user_item_id is not None
+        self._held_turn = None
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+        held.discard()
+        metrics.SPECULATIONS.labels(outcome="dropped").inc()
+        self._last_activity = time.monotonic()
+        self._user_turn = self._open_voice_turn(held.options.user_item_id, held.start_offset, replaces=held.turn_id)
+
+    def _confirm_held_turn(self) -> None:
+        turn = self._held_turn
+        if turn is None:
+            return
+        self._held_turn = None
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+        metrics.SPECULATIONS.labels(outcome="kept").inc()
+        turn.timings.speech_end_detected = time.monotonic()
+        self._user_turn = turn
+        self._end_user_turn(self._held_end, input_already_ended=True)
+        turn.release()
+
+    def _end_user_turn(self, end: int, input_already_ended: bool = False) -> None:
         turn = self._user_turn
         assert turn is not None and turn.options.user_item_id is not None
         self._user_turn = None
-        turn.end_input()
+        if not input_already_ended:
+            turn.end_input()
         item_id = turn.options.user_item_id
         if self.state.mode == "half_duplex":
             self._listening = False

@@ -67,6 +67,14 @@ class EdgeSettings(BaseSettings):
         "half_duplex", description="Mode of a session that does not choose one (session.parley.mode)."
     )
     voice: str = Field("", description="TTS voice for sessions that name none (empty: the TTS service's default).")
+    speculative_pause_ms: int = Field(
+        200,
+        ge=0,
+        le=2000,
+        description="Server VAD: start answering after this much silence, holding the answer back until the "
+        "turn's full silence_duration_ms has passed (dropped if the user goes on). Hides recognition and the "
+        "first words' synthesis inside the silence. 0 turns it off.",
+    )
     echo_guard_ms: int = Field(
         300, ge=0, le=5000, description="Half-duplex: microphone input ignored this long after the assistant stops."
     )

@@ -69,6 +69,7 @@ class TurnOptions:
     user_item_id: str | None  # the user item whose audio this turn carries (transcription events)
     respond_at_once: bool  # announce the response now (response.create), not when words are heard
     transcribe_only: bool = False  # add the user's words to the history without a reply
+    replaces_turn_id: str = ""  # a turn begun at a tentative pause that this one replaces
 
 
 class Turn:
@@ -86,7 +87,7 @@ class Turn:
         self._services = services
         self.options = options
         self._output = output
-        self._emit = emit
+        self._emit_now = emit
         self._previous_item_id = previous_item_id
         self.turn_id = events.new_id("turn")
         self.response_id = events.new_id("resp")
@@ -105,6 +106,13 @@ class Turn:
         self.audio_samples = 0
         self.failure: ServiceFailure | None = None
         self.replied = False  # a response was announced (the user said something)
+        self.start_offset = 0  # where the user's speech began in the session's input (voice turns)
+        # A held turn runs but keeps its events and audio back until it is released (the pause
+        # is confirmed as the end of the turn) or discarded (the user went on speaking).
+        self._holding = False
+        self._discarded = False
+        self._held_events: list[Event] = []
+        self._held_audio: list[bytes] = []
         self.task = asyncio.create_task(self._run(), name=f"turn-{self.turn_id}")
 
     # Input.
@@ -125,6 +133,49 @@ class Turn:
         if not self._input_ended:
             self._input_ended = True
             self._inputs.put_nowait(_END)
+
+    def hold(self) -> None:
+        """Keep events and audio back until ``release()`` or ``discard()``."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Send what was held back, and from now on everything as it comes."""
+        self._holding = False
+        for event in self._held_events:
+            self._emit_now(event)
+        if self._held_audio:
+            self.timings.first_audio = time.monotonic()
+        for pcm in self._held_audio:
+            self._output.write(pcm)
+        self._held_events.clear()
+        self._held_audio.clear()
+
+    def discard(self) -> None:
+        """Stop a held turn without a trace: nothing it held or would send reaches the client."""
+        self._discarded = True
+        self._held_events.clear()
+        self._held_audio.clear()
+        if self.task.done() or self._cancelled:
+            return
+        self._cancelled = True
+        if self._call is not None:
+            self._call.cancel()
+        else:
+            self.task.cancel()
+        if self._tts_call is not None:
+            self._tts_call.cancel()
+
+    @property
+    def held(self) -> bool:
+        return self._holding
+
+    def _emit(self, event: Event) -> None:
+        if self._discarded:
+            return
+        if self._holding:
+            self._held_events.append(event)
+        else:
+            self._emit_now(event)
 
     @property
     def input_ended(self) -> bool:
@@ -156,6 +207,7 @@ class Turn:
             mode=self.options.mode,  # type: ignore[arg-type]
             generation=conversation_pb2.GenerationParams(max_output_tokens=self.options.max_output_tokens),
             transcribe_only=self.options.transcribe_only,
+            replaces_turn_id=self.options.replaces_turn_id,
         )
         if self.options.system_prompt:
             header.system_prompt = self.options.system_prompt
@@ -298,9 +350,12 @@ class Turn:
                 kind = response.WhichOneof("event")
                 if kind == "audio":
                     pcm = response.audio.pcm16
+                    self.audio_samples += len(pcm) // 2
+                    if self._holding:
+                        self._held_audio.append(pcm)
+                        continue
                     if self.timings.first_audio is None:
                         self.timings.first_audio = time.monotonic()
-                    self.audio_samples += len(pcm) // 2
                     self._output.write(pcm)
                 elif kind == "done":
                     self.timings.tts = dict(response.done.timings.durations_ms)
@@ -336,7 +391,8 @@ class Turn:
         self._emit(
             {"type": "response.output_item.added", "response_id": self.response_id, "output_index": 0, "item": item}
         )
-        self._emit({"type": "conversation.item.added", "previous_item_id": self._previous_item_id, "item": item})
+        previous = self.options.user_item_id or self._previous_item_id  # a voice turn follows its user item
+        self._emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self._emit({"type": "response.content_part.added", **self._where(), "part": self._part(done=False)})
 
     def _finish(self) -> None:

@@ -101,6 +101,8 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             async with self._session_turn(session):
                 if header.HasField("system_prompt"):
                     session.system_prompt = header.system_prompt
+                if header.replaces_turn_id:
+                    session.exchanges = [e for e in session.exchanges if e.turn_id != header.replaces_turn_id]
                 yield conversation_pb2.RespondResponse(
                     accepted=conversation_pb2.TurnAccepted(
                         session_id=session.id,

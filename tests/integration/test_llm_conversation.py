@@ -158,3 +158,17 @@ async def test_noise_only_audio_gets_no_reply(llm_channel: grpc.aio.Channel) -> 
     assert result.transcript == ""
     assert result.deltas == []
     assert result.done.finish_reason == conversation_pb2.FINISH_REASON_NO_REPLY
+
+
+async def test_a_turn_can_replace_one_begun_too_early(llm_channel: grpc.aio.Channel) -> None:
+    """An edge that answered at a tentative pause re-sends the whole utterance in a turn that
+    replaces the early one: the early turn leaves nothing in the history."""
+    session = f"replace-{uuid.uuid4().hex[:8]}"
+    early = await ask(llm_channel, session, "I would like to book a table", turn_id="early")
+    assert early.accepted is not None and early.accepted.history_turns == 0
+    whole = await ask(
+        llm_channel, session, "I would like to book a table for two people tonight", turn_id="whole", replaces_turn_id="early"
+    )
+    assert whole.accepted is not None and whole.accepted.history_turns == 0, "the early turn was dropped"
+    after = await ask(llm_channel, session, "Thank you.", turn_id="after")
+    assert after.accepted is not None and after.accepted.history_turns == 1

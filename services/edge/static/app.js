@@ -47,6 +47,7 @@ const ui = {
   voiceMeter: $("voice-meter"),
   voiceState: $("voice-state"),
   remoteAudio: $("remote-audio"),
+  settingsGroup: $("settings"),
   vadSettings: $("vad-settings"),
   vadThreshold: $("vad-threshold"),
   vadThresholdValue: $("vad-threshold-value"),
@@ -767,6 +768,7 @@ const entries = new Map(); // item id -> entry
 
 function resetConversation() {
   entries.clear();
+  followingTranscript = true;
   ui.transcript.replaceChildren();
   ui.emptyState.hidden = false;
 }
@@ -791,23 +793,32 @@ function createEntry(id, role) {
   bubble.append(text, typing, note);
   li.append(who, bubble);
 
-  const stickToBottom = isScrolledToBottom();
   ui.transcript.append(li);
   ui.emptyState.hidden = true;
-  if (stickToBottom) scrollToBottom();
+  followTranscript();
 
   const entry = { id, role, li, bubble, textEl: text, typingEl: typing, noteEl: note, text: "", done: false };
   entries.set(id, entry);
   return entry;
 }
 
+// The transcript follows new text while the person is at its end, and stays put once they
+// scroll up to read something.
+let followingTranscript = true;
+
 function isScrolledToBottom() {
   const box = ui.transcript;
   return box.scrollHeight - box.scrollTop - box.clientHeight < 48;
 }
 
-function scrollToBottom() {
-  ui.transcript.scrollTop = ui.transcript.scrollHeight;
+function followTranscript() {
+  if (followingTranscript) ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+function watchTranscriptScroll() {
+  ui.transcript.addEventListener("scroll", () => (followingTranscript = isScrolledToBottom()), { passive: true });
+  // The box shrinks when the composer grows (an attachment, the camera): keep the end in view.
+  new ResizeObserver(followTranscript).observe(ui.transcript);
 }
 
 function userEntry(id) {
@@ -823,14 +834,13 @@ function assistantEntry(id) {
 // Draw an entry from its state. Assistant text is held back until the reply is complete when
 // streaming is off.
 function renderEntry(entry) {
-  const stickToBottom = isScrolledToBottom();
   const showText = entry.role === "user" || entry.done || settings.streaming;
   const text = showText ? entry.text : "";
   if (entry.textEl.textContent !== text) entry.textEl.textContent = text;
   entry.typingEl.hidden = entry.done || text !== "";
   entry.li.setAttribute("aria-busy", String(!entry.done)); // screen readers read it once complete
   entry.li.classList.toggle("pending", !entry.done);
-  if (stickToBottom) scrollToBottom();
+  followTranscript();
   return entry;
 }
 
@@ -844,6 +854,7 @@ function addImage(entry, dataUrl) {
   img.className = "sent-image";
   img.src = dataUrl;
   img.alt = "Image you sent";
+  img.addEventListener("load", followTranscript, { once: true });
   entry.bubble.prepend(img);
 }
 
@@ -1283,6 +1294,7 @@ function bind() {
   });
 
   bindTalkButton();
+  watchTranscriptScroll();
 
   // Leaving the page ends the call on the server at once instead of at its idle timeout.
   window.addEventListener("pagehide", () => {
@@ -1294,6 +1306,8 @@ async function init() {
   bind();
   restoreControls();
   ui.cameraButton.setAttribute("aria-expanded", "false");
+  // On a phone the settings would push the conversation out of sight; they start folded.
+  if (window.matchMedia("(max-width: 760px)").matches) ui.settingsGroup.open = false;
   if (!KNOWN_MODES.includes(settings.mode)) settings.mode = null;
   // Until the config arrives, show what every edge offers.
   applyConfig({ ...FALLBACK_CONFIG, default_mode: settings.mode ?? FALLBACK_CONFIG.default_mode });
