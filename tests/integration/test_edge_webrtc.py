@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import numpy as np
 
 from tests.support.processes import ServiceProcess
 from tests.support.speech import speak
+from tests.support.tooling import metric_value
 from tests.support.transcribe import spoken_words
 from tests.support.webrtc_client import RATE, RealtimeCall
 
@@ -105,3 +107,32 @@ async def test_chat_mode_text_and_push_to_talk_turns(edge_service: ServiceProces
     assert transcript["item_id"] == committed["item_id"]
     assert {"capital", "france"} <= set(spoken_words(transcript["transcript"])), transcript["transcript"]
     assert "Paris" in second["response"]["output"][0]["content"][0]["transcript"]
+
+
+async def test_a_pause_shorter_than_the_turn_silence_does_not_cut_the_user_off(edge_service: ServiceProcess) -> None:
+    """The edge starts answering at a 200 ms pause but holds the answer back; speech resuming
+    within the turn's 500 ms silence drops that answer and the whole question is answered once.
+
+    Silero hears the faint end of espeak's "capital" as silence, so a 100 ms gap in the audio
+    is a pause of about 400 ms to the VAD: past the tentative 200 ms, short of the turn's 500 ms.
+    """
+    first, second = speak("What is the capital", RATE), speak("of France?", RATE)
+    pause = np.zeros(int(RATE * 0.1), np.float32)
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "half_duplex"}})
+        await call.wait_for("session.created")
+        call.microphone.play(np.concatenate((np.zeros(RATE // 5, np.float32), first, pause, second, np.zeros(RATE, np.float32))))
+        done = await call.wait_for("response.done", timeout=60)
+        transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+    finally:
+        await call.close()
+    assert len(call.of_type("input_audio_buffer.speech_started")) == 1
+    assert len(call.of_type("response.created")) == 1, "one answer, to the whole question"
+    assert {"capital", "france"} <= set(spoken_words(transcript)), transcript
+    assert "Paris" in done["response"]["output"][0]["content"][0]["transcript"]
+    async with aiohttp.ClientSession() as http, http.get(edge_service.url + "metrics") as response:
+        metrics = await response.text()
+    assert metric_value(metrics, 'parley_edge_speculative_turns_total{outcome="dropped"}') >= 1
+    assert metric_value(metrics, "parley_edge_voice_to_voice_seconds_count") >= 1
