@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 VLLM_VENV ?= .venv-vllm
 GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
-# Debian packages the tests need (espeak-ng speaks the test utterances).
-TEST_DEB_PACKAGES := espeak-ng
+# Debian packages the tests need: espeak-ng speaks the test utterances, chromium runs the call
+# page in the browser tests (driven by npm's playwright-core; it never downloads a browser).
+TEST_DEB_PACKAGES := espeak-ng chromium
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration bench-vad bench-llm bench-tts system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -87,6 +88,12 @@ integration: install vllm-install system-deps
 test: install vllm-install system-deps lint typecheck
 	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests
 
+e2e: install system-deps
+	$(BIN)/pytest tests/e2e
+
+bench-v2v: install system-deps
+	$(BIN)/python -m bench.voice_to_voice
+
 bench-llm: install vllm-install system-deps
 	$(BIN)/python -m bench.llm --backend transformers
 	$(BIN)/python -m bench.llm --backend vllm --python $(VLLM_VENV)/bin/python
@@ -98,4 +105,4 @@ bench-tts: install
 	$(BIN)/python -m bench.tts
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tests.support import speech
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_edge, start_service
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 QUESTIONS = [
@@ -68,14 +68,7 @@ def own_stack(edge_args: list[str]) -> Iterator[str]:
         started.append(llm)
         tts = start_service("services.tts")
         started.append(tts)
-        edge = start_service(
-            "services.edge",
-            f"--vad-address={vad.grpc_address}",
-            f"--llm-address={llm.grpc_address}",
-            f"--tts-address={tts.grpc_address}",
-            '--ice-host-addresses=["127.0.0.1"]',
-            *edge_args,
-        )
+        edge = start_edge(vad, llm, tts, *edge_args)
         started.append(edge)
         yield edge.url
     finally:
@@ -115,7 +108,9 @@ async def bench(url: str, turns: int, silence_ms: int) -> None:
                 ),
                 "",
             )
-            reply = done["response"]["output"][0]["content"][0].get("transcript", "") if done["response"]["output"] else ""
+            reply = (
+                done["response"]["output"][0]["content"][0].get("transcript", "") if done["response"]["output"] else ""
+            )
             if heard is None:
                 print(f"turn {index + 1}: no audio heard ({transcript!r})", file=sys.stderr)
                 continue
@@ -128,8 +123,10 @@ async def bench(url: str, turns: int, silence_ms: int) -> None:
             print(f"turn {index + 1:2d}: {latency:5.0f} ms  {transcript!r} -> {reply!r}", flush=True)
     finally:
         await call.close()
-    print(f"\nVoice to voice, client side (last speech sample sent -> first audible sample received), "
-          f"server VAD silence {silence_ms} ms:")
+    print(
+        f"\nVoice to voice, client side (last speech sample sent -> first audible sample received), "
+        f"server VAD silence {silence_ms} ms:"
+    )
     print(f"  {figures(latencies)}")
     print("\nServer stages (response.done parley.timings_ms; from the end of speech unless named):")
     for stage in STAGES:

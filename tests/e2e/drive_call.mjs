@@ -41,32 +41,40 @@ const CHROMIUM_FLAGS = [
 const MIN_REMOTE_PEAK = 0.05; // the assistant's voice was really heard, not just silence frames
 const VOICE_END_WAIT_MS = 20_000; // longest wait for the spoken reply to finish once the text is in
 
+class UsageError extends Error {}
+
 function parseOptions(argv) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      url: { type: "string" },
-      mode: { type: "string", default: "half_duplex" },
-      text: { type: "string" },
-      wav: { type: "string" },
-      "talk-ms": { type: "string" },
-      screenshot: { type: "string" },
-      "timeout-ms": { type: "string", default: "60000" },
-      "user-data-dir": { type: "string" },
-      viewport: { type: "string", default: "1280x800" },
-      chromium: { type: "string", default: "/usr/bin/chromium" },
-    },
-    strict: true,
-  });
-  if (!values.url) throw new Error("--url is required");
-  if (!["chat", "half_duplex"].includes(values.mode)) throw new Error("--mode must be chat or half_duplex");
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        url: { type: "string" },
+        mode: { type: "string", default: "half_duplex" },
+        text: { type: "string" },
+        wav: { type: "string" },
+        "talk-ms": { type: "string" },
+        screenshot: { type: "string" },
+        "timeout-ms": { type: "string", default: "60000" },
+        "user-data-dir": { type: "string" },
+        viewport: { type: "string", default: "1280x800" },
+        chromium: { type: "string", default: "/usr/bin/chromium" },
+      },
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+  const { values } = parsed;
+  if (!values.url) throw new UsageError("--url is required");
+  if (!["chat", "half_duplex"].includes(values.mode)) throw new UsageError("--mode must be chat or half_duplex");
   const viewport = /^(\d+)x(\d+)$/.exec(values.viewport);
-  if (!viewport) throw new Error("--viewport must look like 1280x800");
+  if (!viewport) throw new UsageError("--viewport must look like 1280x800");
   const timeoutMs = Number(values["timeout-ms"]);
-  if (!(timeoutMs > 0)) throw new Error("--timeout-ms must be a positive number");
+  if (!(timeoutMs > 0)) throw new UsageError("--timeout-ms must be a positive number");
   const talkMs = values["talk-ms"] === undefined ? null : Number(values["talk-ms"]);
   if (values.mode === "chat" && values.text === undefined && !(talkMs > 0)) {
-    throw new Error("chat mode needs --text (or --talk-ms with --wav)");
+    throw new UsageError("chat mode needs --text (or --talk-ms with --wav)");
   }
   return {
     url: values.url,
@@ -241,6 +249,7 @@ try {
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 } catch (err) {
-  process.stderr.write(`drive_call: ${err?.stack ?? err}\n`);
-  process.exit(2);
+  const usage = err instanceof UsageError;
+  process.stderr.write(`drive_call: ${usage ? err.message : (err?.stack ?? err)}\n`);
+  process.exit(usage ? 64 : 2); // 64: EX_USAGE
 }

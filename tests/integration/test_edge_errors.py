@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from tests.integration.conftest import start_edge
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, start_edge
 from tests.support.realtime_ws import RealtimeSocket, realtime_socket
 
 TEXT_QUESTION = {

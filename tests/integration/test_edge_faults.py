@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import start_edge
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_edge, start_service
 from tests.support.realtime_ws import RealtimeSocket, realtime_socket
 
 

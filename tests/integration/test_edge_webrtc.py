@@ -122,7 +122,9 @@ async def test_a_pause_shorter_than_the_turn_silence_does_not_cut_the_user_off(e
     try:
         await call.connect({"type": "realtime", "parley": {"mode": "half_duplex"}})
         await call.wait_for("session.created")
-        call.microphone.play(np.concatenate((np.zeros(RATE // 5, np.float32), first, pause, second, np.zeros(RATE, np.float32))))
+        call.microphone.play(
+            np.concatenate((np.zeros(RATE // 5, np.float32), first, pause, second, np.zeros(RATE, np.float32)))
+        )
         done = await call.wait_for("response.done", timeout=60)
         transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
         await call.wait_for("output_audio_buffer.stopped", timeout=30)

@@ -167,7 +167,11 @@ async def test_a_turn_can_replace_one_begun_too_early(llm_channel: grpc.aio.Chan
     early = await ask(llm_channel, session, "I would like to book a table", turn_id="early")
     assert early.accepted is not None and early.accepted.history_turns == 0
     whole = await ask(
-        llm_channel, session, "I would like to book a table for two people tonight", turn_id="whole", replaces_turn_id="early"
+        llm_channel,
+        session,
+        "I would like to book a table for two people tonight",
+        turn_id="whole",
+        replaces_turn_id="early",
     )
     assert whole.accepted is not None and whole.accepted.history_turns == 0, "the early turn was dropped"
     after = await ask(llm_channel, session, "Thank you.", turn_id="after")

@@ -104,3 +104,15 @@ def start_service(
     service.wait_listening(timeout)
     service.startup_seconds = time.monotonic() - started  # type: ignore[attr-defined]
     return service
+
+
+def start_edge(vad: ServiceProcess, llm: ServiceProcess, tts: ServiceProcess, *args: str) -> ServiceProcess:
+    """The edge on a free loopback port, its ICE host candidates limited to 127.0.0.1."""
+    return start_service(
+        "services.edge",
+        f"--vad-address={vad.grpc_address}",
+        f"--llm-address={llm.grpc_address}",
+        f"--tts-address={tts.grpc_address}",
+        '--ice-host-addresses=["127.0.0.1"]',
+        *args,
+    )

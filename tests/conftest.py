@@ -1,11 +1,12 @@
-"""Integration fixtures: real service processes on loopback, real models, real gRPC."""
+"""Fixtures of the integration and browser tests: real service processes on loopback, real models,
+real gRPC. (Unit tests use none of them; fixtures start only when asked for.)"""
 
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
 
-from tests.support.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_edge, start_service
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +47,6 @@ def tts_service() -> Iterator[ServiceProcess]:
 async def tts_channel(tts_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(tts_service.grpc_address) as channel:
         yield channel
-
-
-def start_edge(vad: ServiceProcess, llm: ServiceProcess, tts: ServiceProcess, *args: str) -> ServiceProcess:
-    """The edge on a free loopback port, its ICE host candidates limited to 127.0.0.1."""
-    return start_service(
-        "services.edge",
-        f"--vad-address={vad.grpc_address}",
-        f"--llm-address={llm.grpc_address}",
-        f"--tts-address={tts.grpc_address}",
-        '--ice-host-addresses=["127.0.0.1"]',
-        *args,
-    )
 
 
 @pytest.fixture(scope="module")
