@@ -47,7 +47,11 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     if api and settings.api_token and not _authorized(request, settings.api_token):
         return json_error(401, "invalid_api_key", "missing or wrong API token (Authorization: Bearer <token>)")
     try:
-        return await handler(request)
+        response = await handler(request)
+        if request.path.startswith("/static/"):
+            # Revalidate on every load, so an upgraded edge never runs an old app.js under a new page.
+            response.headers["Cache-Control"] = "no-cache"
+        return response
     except web.HTTPException as exc:
         if not api or exc.status < 400:
             raise

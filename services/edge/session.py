@@ -87,6 +87,7 @@ class Session:
         self._confirm_at = 0  # input offset at which the held turn's pause becomes the turn's end
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._held_end = 0
+        self._started_response: str | None = None  # the response output_audio_buffer.started was sent for
         self._response_turn: Turn | None = None  # the turn producing the current response
         self._listening = True
         self._vad_task: asyncio.Task[None] | None = None
@@ -437,9 +438,14 @@ class Session:
         )
 
     def on_output_started(self) -> None:
-        """The outgoing track began playing a response (WebRTC)."""
+        """The outgoing track began playing (WebRTC): once a response, though the track may run
+        dry between pieces of speech."""
         turn = self._response_turn
-        self.emit({"type": "output_audio_buffer.started", "response_id": turn.response_id if turn else None})
+        response_id = turn.response_id if turn else None
+        if response_id is not None and response_id == self._started_response:
+            return
+        self._started_response = response_id
+        self.emit({"type": "output_audio_buffer.started", "response_id": response_id})
 
     # Server VAD.
 
@@ -590,6 +596,7 @@ class Session:
         metrics.SPECULATIONS.labels(outcome="dropped").inc()
         self._last_activity = time.monotonic()
         self._user_turn = self._open_voice_turn(held.options.user_item_id, held.start_offset, replaces=held.turn_id)
+        self._user_turn.continue_transcript(held)  # the client has those words already
 
     def _confirm_held_turn(self) -> None:
         turn = self._held_turn

@@ -165,6 +165,10 @@ class Turn:
         if self._tts_call is not None:
             self._tts_call.cancel()
 
+    def continue_transcript(self, earlier: Turn) -> None:
+        """Send transcription deltas only beyond what ``earlier`` (a turn this one replaces) sent."""
+        self._transcript = earlier._transcript
+
     @property
     def held(self) -> bool:
         return self._holding

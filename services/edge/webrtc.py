@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -125,6 +126,26 @@ async def _read_offer(request: web.Request, settings: EdgeSettings) -> tuple[str
     )
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_candidates_only(sdp: str) -> str:
+    """Drop the offer's ICE candidates that are not on loopback: an edge limited to loopback
+    addresses must not send connectivity checks anywhere else."""
+    kept = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) > 4 and not _is_loopback(parts[4]):
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
+
+
 async def _pump_microphone(track: MediaStreamTrack, session: Session) -> None:
     resampler = WebRtcInputResampler()
     with contextlib.suppress(MediaStreamError):
@@ -209,6 +230,11 @@ class WebRtcCalls:
                 return
             channel.attach(data_channel)
 
+            @data_channel.on("close")
+            def on_close() -> None:
+                # A closed tab ends its call now rather than when ICE consent expires (~30 s).
+                session.spawn(session.close("data channel closed"))
+
             # Events are handled one at a time, in the order they came.
             inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
             readers.append(session.spawn(_handle_events(inbox, session)))
@@ -222,6 +248,8 @@ class WebRtcCalls:
             if pc.connectionState in ("failed", "closed"):
                 await session.close(f"peer connection {pc.connectionState}")
 
+        if self._settings.ice_host_addresses and all(_is_loopback(a) for a in self._settings.ice_host_addresses):
+            sdp = _loopback_candidates_only(sdp)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             pc.addTrack(track)  # takes the offer's audio transceiver; sendrecv or recvonly alike

@@ -173,7 +173,7 @@ function refreshControls() {
   const connected = isConnected();
   ui.send.disabled = !connected || (!ui.textInput.value.trim() && !attachment);
   ui.talk.disabled = !connected || !call?.micTrack;
-  ui.cancelReply.hidden = !(connected && call?.activeResponseId);
+  ui.cancelReply.hidden = !(connected && (call?.activeResponseId || call?.assistantSpeaking));
   refreshMicState();
 }
 
@@ -383,11 +383,12 @@ async function startCall() {
   setState("connecting", "Connecting…");
   ensureAudioContext();
   try {
-    const config = (await loadConfig()) ?? FALLBACK_CONFIG;
+    const config = await loadConfig();
     if (call !== current) return;
+    if (config) applyConfig(config); // the page may have loaded while the server was down
     await openMicrophone(current);
     if (call !== current) return;
-    await connect(current, config);
+    await connect(current, config ?? FALLBACK_CONFIG);
   } catch (err) {
     if (call !== current) return; // ended by the person while connecting
     if (!(err instanceof CallError)) console.warn("Parley: call setup failed", err);
@@ -662,6 +663,9 @@ function sendSessionUpdate() {
 // Ask for a reply to what was just added. One response at a time: a new request while the
 // assistant is still answering stops that answer first (the person has moved on).
 function requestResponse() {
+  if (!call.activeResponseId && call.assistantSpeaking) {
+    send({ type: "output_audio_buffer.clear" }); // the last answer is still playing: cut it short
+  }
   if (call.activeResponseId || call.responseRequested) {
     call.pendingCreate = true;
     if (call.activeResponseId) send({ type: "response.cancel", response_id: call.activeResponseId });
@@ -672,10 +676,16 @@ function requestResponse() {
   if (id) call.requestIds.add(id);
 }
 
+// Stop the assistant: cancel the response being written, or (once it is written) silence the
+// audio still playing.
 function cancelReply() {
-  if (!call?.activeResponseId) return;
-  call.pendingCreate = false;
-  send({ type: "response.cancel", response_id: call.activeResponseId });
+  if (!call) return;
+  if (call.activeResponseId) {
+    call.pendingCreate = false;
+    send({ type: "response.cancel", response_id: call.activeResponseId });
+  } else if (call.assistantSpeaking) {
+    send({ type: "output_audio_buffer.clear" });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,7 +700,8 @@ const HANDLERS = {
   },
   "input_audio_buffer.speech_stopped": () => setActivity("thinking"),
   "input_audio_buffer.committed": (e) => {
-    userEntry(e.item_id);
+    const entry = userEntry(e.item_id);
+    if (entry) entry.committed = true; // the server will transcribe it, whatever happens next
     setActivity("thinking");
   },
   "conversation.item.added": (e) => onItemAdded(e.item),
@@ -797,7 +808,7 @@ function createEntry(id, role) {
   ui.emptyState.hidden = true;
   followTranscript();
 
-  const entry = { id, role, li, bubble, textEl: text, typingEl: typing, noteEl: note, text: "", done: false };
+  const entry = { id, role, li, bubble, textEl: text, typingEl: typing, noteEl: note, text: "", done: false, committed: false };
   entries.set(id, entry);
   return entry;
 }
@@ -866,6 +877,7 @@ function onItemAdded(item) {
   }
   if (item.role !== "user") return;
   const entry = userEntry(item.id);
+  entry.committed = true;
   const texts = (item.content ?? []).filter((part) => part.type === "input_text").map((part) => part.text);
   const hasAudio = (item.content ?? []).some((part) => part.type === "input_audio");
   if (!hasAudio && !entry.done) {
@@ -880,11 +892,45 @@ function onUserTranscript(itemId, text, final) {
   const entry = userEntry(itemId);
   if (!entry) return;
   entry.text = final ? (text ?? "") : entry.text + (text ?? "");
-  if (final) {
-    entry.done = true;
-    setNote(entry, entry.text.trim() ? "" : "No words recognised", "muted");
+  if (final && !entry.text.trim()) {
+    onNothingHeard(entry);
+    return;
   }
+  entry.done ||= final;
   renderEntry(entry);
+}
+
+// Speech with no words in it. With server VAD that is noise (a cough, a door): drop it rather
+// than fill the transcript with empty turns. After push-to-talk, say so.
+function onNothingHeard(entry) {
+  if (settings.mode === "half_duplex") {
+    removeEntry(entry);
+    if (!call.activeResponseId && !call.assistantSpeaking) setActivity(restingActivity());
+    return;
+  }
+  entry.done = true;
+  setNote(entry, "No words recognised", "muted");
+  renderEntry(entry);
+}
+
+function removeEntry(entry) {
+  entry.li.remove();
+  entries.delete(entry.id);
+  ui.emptyState.hidden = entries.size > 0;
+}
+
+// A mode change ends any turn the server was still hearing (not yet committed); the server
+// sends nothing more for it.
+function settlePendingUserEntries() {
+  for (const entry of [...entries.values()]) {
+    if (entry.role !== "user" || entry.done || entry.committed) continue;
+    if (entry.text.trim()) {
+      entry.done = true;
+      renderEntry(entry);
+    } else {
+      removeEntry(entry);
+    }
+  }
 }
 
 function onAssistantDelta(itemId, delta) {
@@ -969,6 +1015,7 @@ function sendMessage() {
   ui.textInput.value = "";
   autosizeTextInput();
   refreshControls();
+  ui.textInput.focus(); // the Send button just became disabled; keep typing where it was
 }
 
 // Add a user message to the conversation, and show it at once (the server echoes it with the
@@ -997,7 +1044,7 @@ function canTalk() {
 function startTalking() {
   if (!canTalk() || call.talking) return;
   flushTalkTail();
-  if (call.activeResponseId) cancelReply(); // talking over the assistant stops it
+  cancelReply(); // talking over the assistant stops it
   call.talking = { startedAt: performance.now() };
   send({ type: "input_audio_buffer.clear" }); // drop the silence sent while the mic was muted
   call.micTrack.enabled = true;
@@ -1203,6 +1250,7 @@ function onModeChange() {
     return;
   }
   if (call?.talking) stopTalking();
+  if (call) settlePendingUserEntries();
   settings.mode = mode;
   saveSettings();
   renderMode();

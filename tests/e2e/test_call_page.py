@@ -1,0 +1,103 @@
+"""The call page in a real browser: Debian's Chromium, driven by playwright-core
+(``tests/e2e/drive_call.mjs``), with a fake microphone playing a question made at test time.
+WebRTC stays on loopback: the edge offers only 127.0.0.1 and Chromium may use loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.processes import REPO_ROOT, ServiceProcess, start_edge
+from tests.support.speech import speak
+from tests.support.transcribe import spoken_words
+
+ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
+DRIVER = REPO_ROOT / "tests" / "e2e" / "drive_call.mjs"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser_edge(
+    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+) -> Iterator[ServiceProcess]:
+    if not Path(CHROMIUM).exists() or shutil.which("node") is None:
+        pytest.fail("the browser tests need Debian's chromium and node (make test installs them)")
+    service = start_edge(vad_service, llm_service, tts_service)
+    yield service
+    assert service.stop() == 0
+
+
+def _fake_microphone(path: Path, text: str) -> Path:
+    """A 48 kHz WAV: a breath of silence, the question, then enough silence for the turn to end
+    (Chromium loops the file)."""
+    rate = 48000
+    samples = np.concatenate((np.zeros(rate // 2), speak(text, rate), np.zeros(int(rate * 2.5))))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _drive(edge: ServiceProcess, name: str, tmp_path: Path, *args: str) -> dict:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / f"{name}.png"
+    screenshot.unlink(missing_ok=True)
+    completed = subprocess.run(
+        [
+            "node",
+            str(DRIVER),
+            f"--url={edge.url}",
+            f"--screenshot={screenshot}",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--timeout-ms=90000",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, f"driver crashed: {completed.stderr[-3000:]}"
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "a screenshot is saved as a test artifact"
+    return result
+
+
+def test_half_duplex_call_with_a_spoken_question(browser_edge: ServiceProcess, tmp_path: Path) -> None:
+    wav = _fake_microphone(tmp_path / "question.wav", "What is the capital of France?")
+    result = _drive(browser_edge, "half_duplex", tmp_path, "--mode=half_duplex", f"--wav={wav}")
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["error"] == ""
+    assert {"capital", "france"} <= set(spoken_words(result["user"][0])), result["user"]
+    assert "Paris" in result["assistant"][0], result["assistant"]
+    assert result["remoteAudioPeak"] > 0.05, "the assistant's voice arrived on the remote track"
+    assert result["remoteAudioLoudMs"] > 500
+    assert result["events"]["input_audio_buffer.speech_started"] >= 1
+    assert result["final_state"] == "ended"
+
+
+def test_chat_call_with_a_typed_question(browser_edge: ServiceProcess, tmp_path: Path) -> None:
+    result = _drive(browser_edge, "chat", tmp_path, "--mode=chat", "--text=What is the capital of France?")
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["user"] == ["What is the capital of France?"]
+    assert "Paris" in result["assistant"][0], result["assistant"]
+    assert "input_audio_buffer.speech_started" not in result["events"], "chat mode runs no server VAD"
+    assert result["remoteAudioPeak"] > 0.05, "chat replies are spoken too"
+
+
+def test_phone_sized_screen(browser_edge: ServiceProcess, tmp_path: Path) -> None:
+    result = _drive(browser_edge, "chat_phone", tmp_path, "--mode=chat", "--text=Say hello.", "--viewport=360x740")
+    assert result["ok"], result
+    assert result["assistant"][0]
