@@ -59,14 +59,14 @@ def figures(values: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def own_stack(edge_args: list[str]) -> Iterator[str]:
+def own_stack(edge_args: list[str], tts_args: list[str]) -> Iterator[str]:
     started: list[ServiceProcess] = []
     try:
         vad = start_service("services.vad")
         started.append(vad)
         llm = start_service("services.llm", timeout=180)
         started.append(llm)
-        tts = start_service("services.tts")
+        tts = start_service("services.tts", *tts_args)
         started.append(tts)
         edge = start_edge(vad, llm, tts, *edge_args)
         started.append(edge)
@@ -76,8 +76,8 @@ def own_stack(edge_args: list[str]) -> Iterator[str]:
             service.stop()
 
 
-async def bench(url: str, turns: int, silence_ms: int) -> None:
-    call = RealtimeCall(url)
+async def bench(url: str, turns: int, silence_ms: int, client_prefetch: int) -> None:
+    call = RealtimeCall(url, receive_prefetch=client_prefetch)
     session = {
         "type": "realtime",
         "parley": {"mode": "half_duplex"},
@@ -90,15 +90,19 @@ async def bench(url: str, turns: int, silence_ms: int) -> None:
     try:
         for index in range(turns):
             question = QUESTIONS[index % len(QUESTIONS)]
-            voice = speech.trim(speech.speak(question, RATE), RATE)
+            spoken = speech.speak(question, RATE)
+            voice = spoken[: speech.voiced_bounds(spoken, RATE)[1]]  # ends with its last voiced sample
             before = len(call.events)
             clips = len(call.microphone.clip_ended)
+            # A breath before speaking: the edge ignores the microphone for its echo guard (300 ms)
+            # after the assistant's last word.
+            call.microphone.play(np.zeros(int(RATE * 0.6), np.float32))
             call.microphone.play(voice)
             call.microphone.play(np.zeros(RATE * 2, np.float32))  # silence after the question
             done = await call.wait_for("response.done", after=before, timeout=60)
             await call.wait_for("output_audio_buffer.stopped", after=before, timeout=60)
             await asyncio.wait_for(call.microphone.played_out(), 30)
-            speech_end = call.microphone.clip_ended[clips]
+            speech_end = call.microphone.clip_ended[clips + 1]
             heard = call.first_loud_time(after=speech_end)
             transcript = next(
                 (
@@ -139,12 +143,19 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12)
     parser.add_argument("--silence-ms", type=int, default=500, help="server VAD silence that ends a turn")
     parser.add_argument("--edge-arg", action="append", default=[], help="extra flag for the edge this starts")
+    parser.add_argument("--tts-arg", action="append", default=[], help="extra flag for the TTS service this starts")
+    parser.add_argument(
+        "--client-prefetch",
+        type=int,
+        default=1,
+        help="frames the client's receive buffer holds (aiortc's default is 4; 1 is close to a browser on loopback)",
+    )
     args = parser.parse_args()
     if args.url:
-        asyncio.run(bench(args.url, args.turns, args.silence_ms))
+        asyncio.run(bench(args.url, args.turns, args.silence_ms, args.client_prefetch))
         return
-    with own_stack(args.edge_arg) as url:
-        asyncio.run(bench(url, args.turns, args.silence_ms))
+    with own_stack(args.edge_arg, args.tts_arg) as url:
+        asyncio.run(bench(url, args.turns, args.silence_ms, args.client_prefetch))
 
 
 if __name__ == "__main__":

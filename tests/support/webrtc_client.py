@@ -14,6 +14,7 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from services.edge.webrtc import limit_ice_host_addresses
@@ -83,8 +84,9 @@ class RealtimeCall:
     """One WebRTC call to the edge. ``events`` collects server events; ``audio`` the received
     assistant audio (48 kHz mono int16) with the arrival time of each frame in ``audio_times``."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, receive_prefetch: int = 4) -> None:
         limit_ice_host_addresses(["127.0.0.1"])  # the client's media stays on loopback too
+        self._receive_prefetch = receive_prefetch
         self.base_url = base_url.rstrip("/")
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.microphone = MicrophoneTrack()
@@ -132,6 +134,10 @@ class RealtimeCall:
                     raise RuntimeError(f"call refused: {response.status} {body}")
                 self.call_id = response.headers["Location"].rsplit("/", 1)[-1]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        if self._receive_prefetch != 4:  # aiortc's own default
+            for transceiver in self.pc.getTransceivers():
+                receiver = transceiver.receiver
+                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self._receive_prefetch)  # type: ignore[attr-defined]
         await asyncio.wait_for(self._channel_open.wait(), 10)
 
     async def _notify(self) -> None:
