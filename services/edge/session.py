@@ -353,6 +353,7 @@ class Session:
             user_item_id=user_item_id,
             respond_at_once=respond_at_once,
             transcribe_only=transcribe_only,
+            first_spoken_chars=self._settings.first_spoken_chars,
         )
 
     def _new_turn(self, options: TurnOptions) -> Turn:

@@ -75,6 +75,13 @@ class EdgeSettings(BaseSettings):
         "turn's full silence_duration_ms has passed (dropped if the user goes on). Hides recognition and the "
         "first words' synthesis inside the silence. 0 turns it off.",
     )
+    first_spoken_chars: int = Field(
+        16,
+        ge=8,
+        le=1000,
+        description="The TTS service cuts a reply's first piece of speech at a word boundary beyond this many "
+        "characters (three or four words), so the first words are heard sooner.",
+    )
     echo_guard_ms: int = Field(
         300, ge=0, le=5000, description="Half-duplex: microphone input ignored this long after the assistant stops."
     )

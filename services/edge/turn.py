@@ -70,6 +70,7 @@ class TurnOptions:
     respond_at_once: bool  # announce the response now (response.create), not when words are heard
     transcribe_only: bool = False  # add the user's words to the history without a reply
     replaces_turn_id: str = ""  # a turn begun at a tentative pause that this one replaces
+    first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
 
 
 class Turn:
@@ -336,7 +337,11 @@ class Turn:
             if self._tts_call is None:
                 await self._services.ensure_ready("tts")
                 self._tts_call = self._services.tts.Synthesize()
-                config = speech_pb2.SynthesisConfig(voice=self.options.voice, sample_rate=self._output.sample_rate)
+                config = speech_pb2.SynthesisConfig(
+                    voice=self.options.voice,
+                    sample_rate=self._output.sample_rate,
+                    first_segment_max_chars=self.options.first_spoken_chars,
+                )
                 if self.options.speed is not None:
                     config.speed = self.options.speed
                 self._tts_reader = asyncio.create_task(self._play())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
+MIN_FIRST_PIECE, MAX_FIRST_PIECE = 8, 1000
 
 
 def resolve_config(config: speech_pb2.SynthesisConfig, voices: VoiceCatalog) -> StreamConfig:
@@ -64,6 +66,19 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
         )
         self._ids = itertools.count(1)
         self.active_streams = 0
+
+    def _limits_for(self, config: speech_pb2.SynthesisConfig) -> StreamLimits:
+        """The stream's limits: the server's, with the client's first-piece length if it gave one."""
+        if not config.HasField("first_segment_max_chars"):
+            return self._limits
+        chars = config.first_segment_max_chars
+        if not MIN_FIRST_PIECE <= chars <= MAX_FIRST_PIECE:
+            raise InvalidRequest(
+                f"first_segment_max_chars must be between {MIN_FIRST_PIECE} and {MAX_FIRST_PIECE}, got {chars}"
+            )
+        return dataclasses.replace(
+            self._limits, segments=dataclasses.replace(self._limits.segments, first_max_chars=chars)
+        )
 
     async def ListVoices(  # noqa: N802 - the gRPC method name
         self, request: speech_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
@@ -105,7 +120,10 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
                     kind = "no request" if first is None else f"{first.WhichOneof('request') or 'an empty request'}"
                     raise InvalidRequest(f"{kind} before config: the first request must be a SynthesisConfig")
                 stream = SynthesisStream(
-                    stream_id, resolve_config(first.config, self._voices), self._limits, self._scheduler
+                    stream_id,
+                    resolve_config(first.config, self._voices),
+                    self._limits_for(first.config),
+                    self._scheduler,
                 )
                 reader = asyncio.create_task(stream.read_text(requests), name=f"tts-read-{stream_id}")
                 try:

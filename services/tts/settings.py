@@ -43,11 +43,10 @@ class TtsSettings(ServiceSettings):
         2, ge=1, le=64, description="Worker threads that synthesise (one piece of text each at a time)."
     )
     onnx_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads for one synthesis call.")
-    # 16 characters is three or four words ("The capital of France"): measured through the
-    # whole stack (bench/voice_to_voice.py), 40 left the listener waiting about 150 ms longer for
-    # the first piece's text and synthesis, and the seam after the first words is hardly heard.
+    # Streams may ask for their own (SynthesisConfig.first_segment_max_chars): the edge asks for
+    # 16, three or four words, which bench/voice_to_voice.py finds about 170 ms sooner heard.
     first_segment_max_chars: int = Field(
-        16,
+        40,
         ge=8,
         le=1000,
         description="The first piece of a stream is cut at the first clause or sentence end, or at a word "

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
+import pytest
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
 from tests.support.processes import ServiceProcess
@@ -106,3 +107,15 @@ async def test_cancelling_a_stream_stops_its_synthesis(
     synthesis = await synthesize(tts_channel, "One more. And done.")
     assert len(synthesis.segments) == 2
     assert metric(tts_service, "parley_tts_segments_total") == segments_before + 2
+
+
+async def test_a_stream_may_ask_for_a_shorter_first_piece(tts_channel: grpc.aio.Channel) -> None:
+    text = "The capital of France is Paris, a city on the Seine."
+    default = await synthesize(tts_channel, [text])
+    short = await synthesize(tts_channel, [text], first_segment_max_chars=16)
+    assert default.segments[0].text == "The capital of France is Paris,"
+    assert short.segments[0].text == "The capital of"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await synthesize(tts_channel, [text], first_segment_max_chars=2)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "first_segment_max_chars" in (refused.value.details() or "")

@@ -15,11 +15,13 @@ END_OF_TEXT = speech_pb2.SynthesizeRequest(end_of_text=speech_pb2.EndOfText())
 
 
 def config_request(
-    sample_rate: int = 16000, voice: str = "", speed: float | None = None
+    sample_rate: int = 16000, voice: str = "", speed: float | None = None, first_segment_max_chars: int | None = None
 ) -> speech_pb2.SynthesizeRequest:
     config = speech_pb2.SynthesisConfig(voice=voice, sample_rate=sample_rate)
     if speed is not None:
         config.speed = speed
+    if first_segment_max_chars is not None:
+        config.first_segment_max_chars = first_segment_max_chars
     return speech_pb2.SynthesizeRequest(config=config)
 
 
@@ -75,11 +77,12 @@ async def synthesize(
     sample_rate: int = 16000,
     voice: str = "",
     speed: float | None = None,
+    first_segment_max_chars: int | None = None,
 ) -> Synthesis:
     """Send the config, the text (one request per item of a list), EndOfText; collect every response."""
 
     async def requests() -> AsyncIterator[speech_pb2.SynthesizeRequest]:
-        yield config_request(sample_rate, voice, speed)
+        yield config_request(sample_rate, voice, speed, first_segment_max_chars)
         for piece in [text] if isinstance(text, str) else text:
             yield text_request(piece)
         yield END_OF_TEXT
