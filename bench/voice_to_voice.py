@@ -59,12 +59,12 @@ def figures(values: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def own_stack(edge_args: list[str], tts_args: list[str]) -> Iterator[str]:
+def own_stack(edge_args: list[str], tts_args: list[str], llm_args: list[str]) -> Iterator[str]:
     started: list[ServiceProcess] = []
     try:
         vad = start_service("services.vad")
         started.append(vad)
-        llm = start_service("services.llm", timeout=180)
+        llm = start_service("services.llm", *llm_args, timeout=180)
         started.append(llm)
         tts = start_service("services.tts", *tts_args)
         started.append(tts)
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--silence-ms", type=int, default=500, help="server VAD silence that ends a turn")
     parser.add_argument("--edge-arg", action="append", default=[], help="extra flag for the edge this starts")
     parser.add_argument("--tts-arg", action="append", default=[], help="extra flag for the TTS service this starts")
+    parser.add_argument("--llm-arg", action="append", default=[], help="extra flag for the LLM service this starts")
     parser.add_argument(
         "--client-prefetch",
         type=int,
@@ -154,7 +155,7 @@ def main() -> None:
     if args.url:
         asyncio.run(bench(args.url, args.turns, args.silence_ms, args.client_prefetch))
         return
-    with own_stack(args.edge_arg, args.tts_arg) as url:
+    with own_stack(args.edge_arg, args.tts_arg, args.llm_arg) as url:
         asyncio.run(bench(url, args.turns, args.silence_ms, args.client_prefetch))
 
 
