@@ -25,21 +25,24 @@ FRAME_MS = 20
 
 
 class InputAudio:
-    """The session's recent input audio (16 kHz PCM16), addressed by absolute sample offsets."""
+    """The session's recent input audio (16 kHz PCM16), addressed by absolute sample offsets.
+
+    A bytearray grows at its end in amortised constant time; old audio is cut from the front at
+    most once a second, so a 50-frames-a-second microphone costs no copying of the history.
+    """
 
     def __init__(self, keep_seconds: float) -> None:
         self._keep = int(keep_seconds * INPUT_RATE)
-        self._samples = np.zeros(0, dtype="<i2")
-        self._first = 0  # absolute offset of self._samples[0]
+        self._pcm = bytearray()
+        self._first = 0  # absolute offset of the first sample held
         self.total = 0  # samples received since the session began
 
     def append(self, pcm16: bytes) -> None:
-        new = np.frombuffer(pcm16, dtype="<i2")
-        self._samples = np.concatenate((self._samples, new))
-        self.total += len(new)
-        excess = len(self._samples) - self._keep
-        if excess > INPUT_RATE:  # trim in steps of a second or more, not on every frame
-            self._samples = self._samples[excess:]
+        self._pcm += pcm16
+        self.total += len(pcm16) // 2
+        excess = len(self._pcm) // 2 - self._keep
+        if excess > INPUT_RATE:
+            del self._pcm[: excess * 2]
             self._first += excess
 
     @property
@@ -53,7 +56,7 @@ class InputAudio:
         start = max(start, self._first)
         if end <= start:
             return b""
-        return self._samples[start - self._first : end - self._first].tobytes()
+        return bytes(self._pcm[(start - self._first) * 2 : (end - self._first) * 2])
 
 
 class WebRtcInputResampler:
