@@ -197,7 +197,10 @@ class Session:
         """One client event as JSON text."""
         try:
             event = protocol.parse_client_event(raw, self._settings.max_event_bytes)
-            self._last_activity = time.monotonic()
+            if not isinstance(event, protocol.InputAudioBufferAppend):
+                # Audio is not activity by itself (a client may stream silence forever); speech is,
+                # and the VAD says when there is speech.
+                self._last_activity = time.monotonic()
             await self._dispatch(event)
         except ProtocolError as error:
             self._client_error(error)
