@@ -206,8 +206,11 @@ async def test_a_full_server_says_so_and_an_idle_session_is_closed(small_edge: S
                     assert (await response.json())["error"]["code"] == "server_full"
         finally:
             await pc.close()
-        # Nothing happens on the first session: after the idle timeout it is told and closed.
+        # The first session only streams silence (not activity): after the idle timeout it is
+        # told and closed.
+        silence = asyncio.create_task(first.append_audio(np.zeros(24000 * 20, np.float32), real_time=True))
         idle = (await first.next_event("error", timeout=30))["error"]
+        silence.cancel()
         assert idle["code"] == "session_idle_timeout"
         with pytest.raises(ConnectionError):
             await first.next_event("session.created", timeout=10)
