@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
+import grpc
 import numpy as np
+import pytest
+from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
 from tests.support.processes import ServiceProcess
 from tests.support.speech import speak
@@ -138,3 +142,60 @@ async def test_a_pause_shorter_than_the_turn_silence_does_not_cut_the_user_off(e
         metrics = await response.text()
     assert metric_value(metrics, 'parley_edge_speculative_turns_total{outcome="dropped"}') >= 1
     assert metric_value(metrics, "parley_edge_voice_to_voice_seconds_count") >= 1
+
+
+async def _edge_sessions(edge: ServiceProcess) -> int:
+    async with aiohttp.ClientSession() as http, http.get(edge.url + "healthz") as response:
+        return int((await response.json())["sessions"])
+
+
+async def _llm_sessions(llm: ServiceProcess) -> int:
+    async with grpc.aio.insecure_channel(llm.grpc_address) as channel:
+        load = await conversation_pb2_grpc.ConversationServiceStub(channel).GetLoad(conversation_pb2.GetLoadRequest())
+        return int(load.active_sessions)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(15):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)  # polling the services' own counts
+
+
+@pytest.mark.parametrize("ending", ["hangup", "peer closed"])
+async def test_ending_a_call_frees_its_session_everywhere(
+    edge_service: ServiceProcess, llm_service: ServiceProcess, ending: str
+) -> None:
+    await _until(lambda: _sessions_are(edge_service, 0))
+    llm_before = await _llm_sessions(llm_service)
+    call = RealtimeCall(edge_service.url)
+    await call.connect({"type": "realtime", "parley": {"mode": "chat"}, "output_modalities": ["text"]})
+    await call.wait_for("session.created")
+    call.send(
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]},
+        }
+    )
+    call.send({"type": "response.create"})
+    await call.wait_for("response.done", timeout=60)
+    assert await _edge_sessions(edge_service) == 1
+    assert await _llm_sessions(llm_service) == llm_before + 1
+    if ending == "hangup":
+        url = f"{edge_service.url}v1/realtime/calls/{call.call_id}/hangup"
+        async with aiohttp.ClientSession() as http, http.post(url) as response:
+            assert response.status == 200
+        await call.close()
+    else:
+        await call.close()  # the browser went away: its peer connection and data channel close
+    await _until(lambda: _sessions_are(edge_service, 0))
+    await _until(lambda: _llm_session_count_is(llm_service, llm_before))
+
+
+async def _sessions_are(edge: ServiceProcess, count: int) -> bool:
+    return await _edge_sessions(edge) == count
+
+
+async def _llm_session_count_is(llm: ServiceProcess, count: int) -> bool:
+    return await _llm_sessions(llm) == count
