@@ -1,0 +1,138 @@
+// Settings: the server's config (which modes it offers), the mode the page shows, and the
+// settings panel. The values themselves live in state.js (`settings`), since every module reads
+// them.
+
+import { sendSessionUpdate } from "./channel.js";
+import { applyMicForMode, stopTalking } from "./chat.js";
+import { closeCamera } from "./media.js";
+import { connectedStatus, isConnected, restingActivity, setActivity, showError } from "./page.js";
+import { call, saveSettings, settings, ui } from "./state.js";
+import { entries, renderEntry, settlePendingUserEntries } from "./transcript.js";
+
+export const KNOWN_MODES = ["chat", "half_duplex", "full_duplex", "omni"];
+const MODE_HINTS = {
+  chat: "Type a message, attach an image, or hold the talk button. Parley answers in text and voice.",
+  half_duplex: "Hands-free: speak, pause, and Parley answers out loud.",
+  full_duplex: "Talk over Parley to interrupt it. Not available on this server yet.",
+  omni: "Voice plus the camera. Not available on this server yet.",
+};
+export const FALLBACK_CONFIG = { ice_servers: [], modes: ["chat", "half_duplex"], default_mode: "half_duplex", idle_timeout_seconds: null };
+
+// ---------------------------------------------------------------------------------------------
+// Server config.
+
+let serverConfig = null;
+
+export async function loadConfig() {
+  try {
+    const response = await fetch("/v1/parley/config", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    serverConfig = { ...FALLBACK_CONFIG, ...(await response.json()) };
+  } catch (err) {
+    console.warn("Parley: could not load /v1/parley/config", err);
+    if (!serverConfig) return null;
+  }
+  return serverConfig;
+}
+
+export function applyConfig(config) {
+  const available = new Set(config.modes);
+  for (const option of ui.mode.options) {
+    const ready = available.has(option.value);
+    option.disabled = !ready;
+    option.textContent = ready ? option.dataset.label : `${option.dataset.label} (coming soon)`;
+  }
+  const wanted = available.has(settings.mode) ? settings.mode : config.default_mode;
+  if (available.has(wanted)) ui.mode.value = wanted;
+  settings.mode = ui.mode.value;
+  const idle = config.idle_timeout_seconds;
+  ui.idleHint.textContent = idle
+    ? `A call ends by itself after ${formatDuration(idle)} without speech or messages.`
+    : "";
+  renderMode();
+}
+
+export function formatDuration(seconds) {
+  if (seconds >= 120 && seconds % 60 === 0) return `${seconds / 60} minutes`;
+  if (seconds >= 60) return `${Math.round(seconds / 6) / 10} minutes`;
+  return `${Math.round(seconds)} seconds`;
+}
+
+// The parts of the page that depend on the mode.
+export function renderMode() {
+  const mode = settings.mode;
+  const chat = mode === "chat";
+  ui.modeHint.textContent = MODE_HINTS[mode] ?? "";
+  ui.composer.hidden = !chat;
+  ui.chatSettings.hidden = !chat;
+  ui.voicePanel.hidden = chat;
+  ui.vadSettings.hidden = mode !== "half_duplex";
+  document.body.dataset.mode = mode;
+  if (!chat) closeCamera();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings controls.
+
+function onModeChange() {
+  const mode = ui.mode.value;
+  if (call && mode === "half_duplex" && !call.micTrack) {
+    // Voice needs a microphone and this call has none; changing tracks mid-call is not supported.
+    showError("Voice mode needs the microphone, which this call does not have. End the call, allow the microphone and start again.");
+    ui.mode.value = settings.mode;
+    return;
+  }
+  if (call?.talking) stopTalking();
+  if (call) settlePendingUserEntries();
+  settings.mode = mode;
+  saveSettings();
+  renderMode();
+  if (isConnected()) {
+    sendSessionUpdate();
+    applyMicForMode();
+    ui.status.textContent = connectedStatus();
+    if (!call.activeResponseId && !call.assistantSpeaking) setActivity(restingActivity());
+  }
+}
+
+function showVadValues() {
+  ui.vadThresholdValue.textContent = Number(ui.vadThreshold.value).toFixed(2);
+  ui.vadSilenceValue.textContent = `${ui.vadSilence.value} ms`;
+}
+
+function onVadChange() {
+  showVadValues();
+  settings.vadThreshold = Number(ui.vadThreshold.value);
+  settings.vadSilenceMs = Number(ui.vadSilence.value);
+  saveSettings();
+  if (isConnected() && settings.mode === "half_duplex") sendSessionUpdate();
+}
+
+export function restoreControls() {
+  ui.streaming.checked = settings.streaming;
+  ui.spoken.checked = settings.spoken;
+  ui.vadThreshold.value = String(settings.vadThreshold);
+  ui.vadSilence.value = String(settings.vadSilenceMs);
+  showVadValues();
+}
+
+// The settings panel's controls.
+export function bindSettings() {
+  ui.mode.addEventListener("change", onModeChange);
+
+  ui.vadThreshold.addEventListener("input", showVadValues);
+  ui.vadSilence.addEventListener("input", showVadValues);
+  ui.vadThreshold.addEventListener("change", onVadChange);
+  ui.vadSilence.addEventListener("change", onVadChange);
+
+  ui.streaming.addEventListener("change", () => {
+    settings.streaming = ui.streaming.checked;
+    saveSettings();
+    entries.forEach(renderEntry);
+  });
+  ui.spoken.addEventListener("change", () => {
+    settings.spoken = ui.spoken.checked;
+    saveSettings();
+    if (isConnected()) sendSessionUpdate();
+  });
+}
