@@ -25,7 +25,7 @@ def grpc_serving(address: str) -> str | None:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_SECONDS)
         except grpc.RpcError as exc:
-            return f"{address}: {exc.code().name}"  # type: ignore[attr-defined]
+            return f"{address}: {exc.code().name}"
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         return f"{address}: {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
     return None
