@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 VLLM_VENV ?= .venv-vllm
 GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
-# Debian packages the tests need: espeak-ng speaks the test utterances, chromium runs the call
-# page in the browser tests (driven by npm's playwright-core; it never downloads a browser).
-TEST_DEB_PACKAGES := espeak-ng chromium
+# Debian packages the tests need, as command:package. espeak-ng speaks the test utterances,
+# chromium runs the call page in the browser tests (driven by npm's playwright-core; it never
+# downloads a browser), kubectl renders the Kubernetes manifests (kustomize) for their checks.
+TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-client
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -54,7 +55,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 system-deps:
-	@missing=""; for p in $(TEST_DEB_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for tool in $(TEST_DEB_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
