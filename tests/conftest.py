@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.processes import SHARED_LLM_MAX_SESSIONS, ServiceProcess, start_edge, start_service
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,12 @@ async def vad_channel(vad_service: ServiceProcess) -> AsyncIterator[grpc.aio.Cha
 
 @pytest.fixture(scope="session")
 def llm_service() -> Iterator[ServiceProcess]:
-    """The LLM service with its default (bundled) models, shared by the LLM tests."""
-    service = start_service("services.llm", timeout=180)
+    """The LLM service with its default (bundled) models, shared by every test that needs one.
+
+    Many tests open sessions of their own and leave them to expire; room for 64 keeps the whole
+    suite under the limit (the default 16 is exercised by its own small-capacity test).
+    """
+    service = start_service("services.llm", f"--max-sessions={SHARED_LLM_MAX_SESSIONS}", timeout=180)
     yield service
     assert service.stop() == 0, f"LLM service exited badly; log: {service.logs[-10:]}"
 

@@ -14,6 +14,7 @@ from services.llm.servicer import CANNOT_SEE_IMAGES
 from services.llm.settings import DEFAULT_SYSTEM_PROMPT
 from tests.support import speech
 from tests.support.llm_client import END, ask, audio_chunks, header, image, respond, text
+from tests.support.processes import SHARED_LLM_MAX_SESSIONS
 
 QUESTION = "What is the capital of France?"
 
@@ -102,7 +103,7 @@ async def test_reset_and_end_session(llm_channel: grpc.aio.Channel, tokenizer) -
     assert after_reset.accepted.history_turns == 0
     assert after_reset.done.usage.cached_input_tokens == system_prefix_tokens(tokenizer)
     load = await stub.GetLoad(conversation_pb2.GetLoadRequest())
-    assert load.active_sessions >= 1 and load.max_sessions == 16
+    assert load.active_sessions >= 1 and load.max_sessions == SHARED_LLM_MAX_SESSIONS
     await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))

@@ -5,7 +5,7 @@ import json
 from parley.v1 import conversation_pb2
 
 from tests.support.llm_client import ask
-from tests.support.processes import ServiceProcess
+from tests.support.processes import SHARED_LLM_MAX_SESSIONS, ServiceProcess
 from tests.support.tooling import grpcurl, metric_value, scrape_metrics
 
 
@@ -19,7 +19,7 @@ def test_grpcurl_lists_describes_and_checks_health(llm_service: ServiceProcess) 
         "status": "SERVING"
     }
     load = json.loads(grpcurl(llm_service, "parley.v1.ConversationService/GetLoad", flags=("-d", "{}")))
-    assert load["max_sessions"] == 16
+    assert load["max_sessions"] == SHARED_LLM_MAX_SESSIONS
 
 
 async def test_metrics_follow_turns(llm_service: ServiceProcess, llm_channel) -> None:
@@ -36,4 +36,4 @@ async def test_metrics_follow_turns(llm_service: ServiceProcess, llm_channel) ->
     assert grew("parley_llm_input_tokens_total") == result.done.usage.input_tokens
     assert grew("parley_llm_first_token_seconds_count") == 1
     assert metric_value(after, "parley_llm_turns_active") == 0
-    assert metric_value(after, "parley_llm_sessions_max") == 16
+    assert metric_value(after, "parley_llm_sessions_max") == SHARED_LLM_MAX_SESSIONS

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Sessions the test suite's shared LLM service holds (tests leave their sessions to expire).
+SHARED_LLM_MAX_SESSIONS = 64
 
 
 @dataclass
