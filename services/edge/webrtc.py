@@ -6,6 +6,7 @@ client's data channel ``oai-events``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import json
@@ -187,6 +188,9 @@ class WebRtcCalls:
         self._settings = settings
         self._registry = registry
         self._calls: dict[str, tuple[RTCPeerConnection, Session]] = {}
+        # Calls that ended recently: hanging one up again is not an error (the page's hangup can
+        # cross the edge noticing the closed data channel).
+        self._ended: collections.deque[str] = collections.deque(maxlen=1024)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
@@ -283,12 +287,16 @@ class WebRtcCalls:
     async def _hang_up_when_closed(self, session: Session, pc: RTCPeerConnection) -> None:
         await session.closed.wait()
         self._calls.pop(session.session_id, None)
+        self._ended.append(session.session_id)
         await pc.close()
         await self._registry.release(session)
 
     async def hang_up(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/realtime/calls/{call_id}/hangup`` (and ``DELETE /v1/realtime/calls/{call_id}``)."""
-        call = self._calls.get(request.match_info["call_id"])
+        call_id = request.match_info["call_id"]
+        call = self._calls.get(call_id)
+        if call is None and call_id in self._ended:
+            return web.json_response({"id": call_id, "status": "closed"})
         if call is None:
             return json_error(404, "call_not_found", "no call with that id is open on this server")
         await call[1].close("hung up")

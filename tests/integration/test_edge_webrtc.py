@@ -191,6 +191,14 @@ async def test_ending_a_call_frees_its_session_everywhere(
         await call.close()  # the browser went away: its peer connection and data channel close
     await _until(lambda: _sessions_are(edge_service, 0))
     await _until(lambda: _llm_session_count_is(llm_service, llm_before))
+    async with aiohttp.ClientSession() as http:
+        # Hanging up an ended call again is fine (a page's hangup may cross the edge's own close);
+        # an id the edge never had is not.
+        async with http.post(f"{edge_service.url}v1/realtime/calls/{call.call_id}/hangup") as again:
+            assert again.status == 200
+        async with http.post(f"{edge_service.url}v1/realtime/calls/sess_unknown/hangup") as unknown:
+            assert unknown.status == 404
+            assert (await unknown.json())["error"]["code"] == "call_not_found"
 
 
 async def _sessions_are(edge: ServiceProcess, count: int) -> bool:
