@@ -156,23 +156,11 @@ class Turn:
         self._discarded = True
         self._held_events.clear()
         self._held_audio.clear()
-        if self.task.done() or self._cancelled:
-            return
-        self._cancelled = True
-        if self._call is not None:
-            self._call.cancel()
-        else:
-            self.task.cancel()
-        if self._tts_call is not None:
-            self._tts_call.cancel()
+        self._stop_calls()
 
     def continue_transcript(self, earlier: Turn) -> None:
         """Send transcription deltas only beyond what ``earlier`` (a turn this one replaces) sent."""
         self._transcript = earlier._transcript
-
-    @property
-    def held(self) -> bool:
-        return self._holding
 
     def _emit(self, event: Event) -> None:
         if self._discarded:
@@ -183,25 +171,26 @@ class Turn:
             self._emit_now(event)
 
     @property
-    def input_ended(self) -> bool:
-        return self._input_ended
-
-    @property
     def reply_text(self) -> str:
         return "".join(self._text)
 
     def cancel(self) -> None:
         """Stop the reply now: cancel both calls and drop unplayed audio (response.cancel)."""
+        if self._stop_calls():
+            self._output.clear()
+
+    def _stop_calls(self) -> bool:
+        """Cancel the LLM and TTS calls (or the task, before its call is open); False if already over."""
         if self.task.done() or self._cancelled:
-            return
+            return False
         self._cancelled = True
-        self._output.clear()
         if self._call is not None:
             self._call.cancel()
         else:
             self.task.cancel()
         if self._tts_call is not None:
             self._tts_call.cancel()
+        return True
 
     # The calls.
 

@@ -128,8 +128,8 @@ async def _read_offer(request: web.Request, settings: EdgeSettings) -> tuple[str
     )
 
 
-def shorten_audio_jitter_buffer(receiver: RTCRtpReceiver) -> None:
-    """Release each received audio frame as soon as the next one arrives.
+def shorten_audio_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int = 1) -> None:
+    """Release each received audio frame once ``prefetch`` more have arrived (one by default).
 
     aiortc's audio jitter buffer holds four frames (80 ms) before releasing one, a fixed delay
     on every word the user says; it does not help with loss (a missing packet stalls it either
@@ -138,7 +138,7 @@ def shorten_audio_jitter_buffer(receiver: RTCRtpReceiver) -> None:
     """
     name = "_RTCRtpReceiver__jitter_buffer"
     if isinstance(getattr(receiver, name, None), JitterBuffer):
-        setattr(receiver, name, JitterBuffer(capacity=16, prefetch=1))
+        setattr(receiver, name, JitterBuffer(capacity=16, prefetch=prefetch))
     else:
         log.warning("cannot shorten aiortc's audio jitter buffer; input latency stays 80 ms higher")
 

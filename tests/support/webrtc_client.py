@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import time
 from typing import Any
@@ -14,69 +13,44 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from services.edge.webrtc import limit_ice_host_addresses
+from services.edge.audio import AssistantAudioTrack
+from services.edge.webrtc import limit_ice_host_addresses, shorten_audio_jitter_buffer
 
 RATE = 48000
 FRAME = 960  # 20 ms
 
 
-class MicrophoneTrack(MediaStreamTrack):
-    """Plays queued 48 kHz float samples in real time, silence in between; notes when each
-    queued clip's last sample went out."""
-
-    kind = "audio"
+class MicrophoneTrack(AssistantAudioTrack):
+    """Plays queued 48 kHz float samples in real time, silence in between (the edge's own paced
+    track, pointed the other way); notes when each queued clip's last sample went out."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue = np.zeros(0, dtype=np.float32)
-        self._start: float | None = None
-        self._timestamp = 0
         self.clip_ended: list[float] = []  # monotonic time each clip's last sample was sent
-        self._clip_ends: list[int] = []  # sample counts (since start) at which clips end
-        self._sent = 0
+        self._clip_ends: list[int] = []  # played-sample counts at which the queued clips end
+        self._queued = 0
         self._played_out = asyncio.Event()
 
     def play(self, samples: np.ndarray) -> None:
-        self._queue = np.concatenate((self._queue, samples.astype(np.float32)))
-        self._clip_ends.append(self._sent + len(self._queue))
+        pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+        self._queued += len(pcm) // 2
+        self._clip_ends.append(self._queued)
         self._played_out.clear()
+        self.write(pcm)
 
     async def played_out(self) -> None:
         """Wait until every queued clip has been sent."""
         await self._played_out.wait()
 
-    @property
-    def idle(self) -> bool:
-        return len(self._queue) == 0
-
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._timestamp += FRAME
-            delay = self._start + self._timestamp / RATE - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # real-time pacing of a microphone
-        chunk = self._queue[:FRAME]
-        self._queue = self._queue[FRAME:]
-        self._sent += FRAME
-        while self._clip_ends and self._clip_ends[0] <= self._sent:
+        frame = await super().recv()
+        while self._clip_ends and self._clip_ends[0] <= self.played_samples:
             self._clip_ends.pop(0)
             self.clip_ended.append(time.monotonic())
             if not self._clip_ends:
                 self._played_out.set()
-        if len(chunk) < FRAME:
-            chunk = np.concatenate((chunk, np.zeros(FRAME - len(chunk), dtype=np.float32)))
-        pcm = (np.clip(chunk, -1, 1) * 32767).astype("<i2").reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._timestamp
-        frame.time_base = fractions.Fraction(1, RATE)
         return frame
 
 
@@ -136,8 +110,7 @@ class RealtimeCall:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         if self._receive_prefetch != 4:  # aiortc's own default
             for transceiver in self.pc.getTransceivers():
-                receiver = transceiver.receiver
-                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=self._receive_prefetch)  # type: ignore[attr-defined]
+                shorten_audio_jitter_buffer(transceiver.receiver, self._receive_prefetch)
         await asyncio.wait_for(self._channel_open.wait(), 10)
 
     async def _notify(self) -> None:
