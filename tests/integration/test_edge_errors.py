@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from tests.support.counts import wait_for_edge_sessions
 from tests.support.processes import ServiceProcess, start_edge
 from tests.support.realtime_ws import RealtimeSocket, realtime_socket
 
@@ -173,19 +174,9 @@ async def test_the_api_token_is_required_when_set(small_edge: ServiceProcess) ->
     assert not any("s3cret" in json.dumps(record) for record in small_edge.logs), "the token must never be logged"
 
 
-async def _wait_until_no_sessions(edge: ServiceProcess) -> None:
-    """An earlier test's session is released just after its socket closes; wait for that."""
-    async with aiohttp.ClientSession() as http, asyncio.timeout(10):
-        while True:
-            async with http.get(f"{edge.url}healthz") as response:
-                if (await response.json())["sessions"] == 0:
-                    return
-            await asyncio.sleep(0.05)  # polling the edge's own count
-
-
 async def test_a_full_server_says_so_and_an_idle_session_is_closed(small_edge: ServiceProcess) -> None:
     auth = {"Authorization": "Bearer s3cret"}
-    await _wait_until_no_sessions(small_edge)
+    await wait_for_edge_sessions(small_edge, 0)  # the previous test's session is released after its close
     async with realtime_socket(small_edge.url, **auth) as first:
         await first.next_event("session.created")
         async with realtime_socket(small_edge.url, **auth) as second:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import aiohttp
-import grpc
 import numpy as np
 import pytest
-from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
+from tests.support.counts import edge_sessions, llm_sessions, wait_for_edge_sessions, wait_for_llm_sessions
 from tests.support.processes import ServiceProcess
 from tests.support.speech import speak
 from tests.support.tooling import metric_value
@@ -144,31 +142,12 @@ async def test_a_pause_shorter_than_the_turn_silence_does_not_cut_the_user_off(e
     assert metric_value(metrics, "parley_edge_voice_to_voice_seconds_count") >= 1
 
 
-async def _edge_sessions(edge: ServiceProcess) -> int:
-    async with aiohttp.ClientSession() as http, http.get(edge.url + "healthz") as response:
-        return int((await response.json())["sessions"])
-
-
-async def _llm_sessions(llm: ServiceProcess) -> int:
-    async with grpc.aio.insecure_channel(llm.grpc_address) as channel:
-        load = await conversation_pb2_grpc.ConversationServiceStub(channel).GetLoad(conversation_pb2.GetLoadRequest())
-        return int(load.active_sessions)
-
-
-async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(0.05)  # polling the services' own counts
-
-
 @pytest.mark.parametrize("ending", ["hangup", "peer closed"])
 async def test_ending_a_call_frees_its_session_everywhere(
     edge_service: ServiceProcess, llm_service: ServiceProcess, ending: str
 ) -> None:
-    await _until(lambda: _sessions_are(edge_service, 0))
-    llm_before = await _llm_sessions(llm_service)
+    await wait_for_edge_sessions(edge_service, 0)
+    llm_before = await llm_sessions(llm_service)
     call = RealtimeCall(edge_service.url)
     await call.connect({"type": "realtime", "parley": {"mode": "chat"}, "output_modalities": ["text"]})
     await call.wait_for("session.created")
@@ -180,8 +159,8 @@ async def test_ending_a_call_frees_its_session_everywhere(
     )
     call.send({"type": "response.create"})
     await call.wait_for("response.done", timeout=60)
-    assert await _edge_sessions(edge_service) == 1
-    assert await _llm_sessions(llm_service) == llm_before + 1
+    assert await edge_sessions(edge_service) == 1
+    assert await llm_sessions(llm_service) == llm_before + 1
     if ending == "hangup":
         url = f"{edge_service.url}v1/realtime/calls/{call.call_id}/hangup"
         async with aiohttp.ClientSession() as http, http.post(url) as response:
@@ -189,8 +168,8 @@ async def test_ending_a_call_frees_its_session_everywhere(
         await call.close()
     else:
         await call.close()  # the browser went away: its peer connection and data channel close
-    await _until(lambda: _sessions_are(edge_service, 0))
-    await _until(lambda: _llm_session_count_is(llm_service, llm_before))
+    await wait_for_edge_sessions(edge_service, 0)
+    await wait_for_llm_sessions(llm_service, llm_before)
     async with aiohttp.ClientSession() as http:
         # Hanging up an ended call again is fine (a page's hangup may cross the edge's own close);
         # an id the edge never had is not.
@@ -199,11 +178,3 @@ async def test_ending_a_call_frees_its_session_everywhere(
         async with http.post(f"{edge_service.url}v1/realtime/calls/sess_unknown/hangup") as unknown:
             assert unknown.status == 404
             assert (await unknown.json())["error"]["code"] == "call_not_found"
-
-
-async def _sessions_are(edge: ServiceProcess, count: int) -> bool:
-    return await _edge_sessions(edge) == count
-
-
-async def _llm_session_count_is(llm: ServiceProcess, count: int) -> bool:
-    return await _llm_sessions(llm) == count
