@@ -9,8 +9,9 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
-    """Settings every gRPC service has. Subclasses add their own and set ``env_prefix``."""
+class ProcessSettings(BaseSettings):
+    """What every Parley process is configured by: flags and environment, log level and format.
+    Subclasses set ``env_prefix`` and ``cli_prog_name``."""
 
     model_config = SettingsConfigDict(
         cli_kebab_case=True,
@@ -18,6 +19,15 @@ class ServiceSettings(BaseSettings):
         extra="forbid",
         validate_default=True,
     )
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level printed.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log line format: readable text, or one JSON object a line for log collectors."
+    )
+
+
+class ServiceSettings(ProcessSettings):
+    """Settings every gRPC service has. Subclasses add their own and set ``env_prefix``."""
 
     host: str = Field(
         "127.0.0.1",
@@ -42,10 +52,6 @@ class ServiceSettings(BaseSettings):
         ge=0,
         le=600,
         description="On SIGTERM or SIGINT: how long open calls may take to finish before they are cancelled.",
-    )
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level printed.")
-    log_format: Literal["text", "json"] = Field(
-        "text", description="Log line format: readable text, or one JSON object a line for log collectors."
     )
 
 

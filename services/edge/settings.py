@@ -6,24 +6,19 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ProcessSettings
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(ProcessSettings):
     """The edge: the call page, the OpenAI Realtime API over WebRTC and WebSocket, and the
     sessions that drive the VAD, LLM and TTS services.
 
     Every option can also be set in the environment as PARLEY_EDGE_<OPTION>; flags win.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="PARLEY_EDGE_",
-        cli_prog_name="python -m services.edge",
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        extra="forbid",
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(env_prefix="PARLEY_EDGE_", cli_prog_name="python -m services.edge")
 
     host: str = Field(
         "127.0.0.1",
@@ -100,5 +95,3 @@ class EdgeSettings(BaseSettings):
     )
 
     drain_seconds: float = Field(5.0, ge=0, le=600, description="On SIGTERM: time sessions get to close cleanly.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level printed.")
-    log_format: Literal["text", "json"] = Field("text", description="Log line format: text, or JSON lines.")
