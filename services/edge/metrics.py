@@ -31,3 +31,9 @@ SPECULATIONS = Counter(
     "Answers begun at a tentative pause: kept (the pause ended the turn) or dropped (the user went on).",
     ["outcome"],
 )
+END_OF_TURN = Counter(
+    "parley_edge_end_of_turn",
+    "Voice turns ended, by detection (server_vad, semantic_vad, client) and reason (silence, commit, "
+    "complete: the turn model judged it finished, max_wait: it did not but the silence was long enough).",
+    ["detection", "reason"],
+)

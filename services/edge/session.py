@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from parley.v1 import audio_pb2, conversation_pb2, speech_pb2, vad_pb2
+from parley.v1 import conversation_pb2, speech_pb2, vad_pb2
 from PIL import Image
 
 from services.edge import events, metrics, protocol
@@ -36,9 +36,10 @@ from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResample
 from services.edge.config import SessionState
 from services.edge.events import Event
 from services.edge.models import ModelServices, ServiceFailure
-from services.edge.protocol import ProtocolError, TurnDetection
+from services.edge.protocol import ProtocolError
 from services.edge.settings import EdgeSettings
 from services.edge.turn import Turn, TurnOptions, cancel_and_wait
+from services.edge.vad_stream import VadStream, detect_config, pause_ms, semantic_turn
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ _MODES = {
     "full_duplex": conversation_pb2.CONVERSATION_MODE_FULL_DUPLEX,
     "omni": conversation_pb2.CONVERSATION_MODE_OMNI,
 }
-# The VAD service takes audio in windows of 512 samples at 16 kHz; whole windows cost least.
-_VAD_CHUNK_BYTES = 512 * 2
 _MIN_COMMIT_MS = 100
 _MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -90,9 +89,7 @@ class Session:
         self._started_response: str | None = None  # the response output_audio_buffer.started was sent for
         self._response_turn: Turn | None = None  # the turn producing the current response
         self._listening = True
-        self._vad_task: asyncio.Task[None] | None = None
-        self._vad_queue: asyncio.Queue[bytes] | None = None
-        self._vad_down = False
+        self._vad: VadStream | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_prompt: str | None = None
         self._last_activity = time.monotonic()
@@ -116,8 +113,8 @@ class Session:
         for task in list(self._tasks):
             if task is not asyncio.current_task():  # close() may run inside one (the watchdog)
                 task.cancel()
-        if self._vad_task is not None:
-            self._vad_task.cancel()
+        if self._vad is not None:
+            self._vad.close()
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
         if self._held_turn is not None:
@@ -178,9 +175,8 @@ class Session:
             pcm16 = bytes(len(pcm16))
         self._input.append(pcm16)
         self._arrivals.append((self._input.total, time.monotonic()))
-        if self._vad_queue is not None:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._vad_queue.put_nowait(pcm16)
+        if self._vad is not None:
+            self._vad.push(pcm16)
         if self._user_turn is not None:
             self._user_turn.send_audio(pcm16)
         if self._held_turn is not None and self._input.total >= self._confirm_at:
@@ -267,10 +263,13 @@ class Session:
             )
 
     def _commit(self, event_id: str | None) -> None:
+        ended_by_client = {"detection": "client", "reason": "commit"}
         if self._held_turn is not None:  # a tentative pause, confirmed by the client
+            self._held_turn.timings.end_of_turn = ended_by_client
             self._confirm_held_turn()
             return
         if self._user_turn is not None:  # server VAD with a turn open: end it now
+            self._user_turn.timings.end_of_turn = ended_by_client
             self._end_user_turn(self._input.total)
             return
         audio = self._input.slice(self._commit_offset)
@@ -451,62 +450,29 @@ class Session:
         self._started_response = response_id
         self.emit({"type": "output_audio_buffer.started", "response_id": response_id})
 
-    # Server VAD.
+    # Server VAD and end of turn.
 
     def _restart_vad(self) -> None:
-        if self._vad_task is not None:
-            self._vad_task.cancel()
-            self._vad_task = None
-            self._vad_queue = None
+        if self._vad is not None:
+            self._vad.close()
+            self._vad = None
         if self._user_turn is not None:
             self._user_turn.cancel()
             self._user_turn = None
         self._drop_held_turn()
         detection = self.state.turn_detection
         if detection is not None:
-            self._vad_queue = asyncio.Queue(maxsize=1000)  # 20-32 s of audio while the VAD is away
-            self._vad_task = asyncio.create_task(self._run_vad(detection, self._vad_queue))
+            config = detect_config(detection, self._settings.speculative_pause_ms)
+            self._vad = VadStream(self._services, config, lambda: self._input.total, self, self.session_id)
 
-    async def _run_vad(self, detection: TurnDetection, queue: asyncio.Queue[bytes]) -> None:
-        """Keep a Detect stream open for the session's life, reconnecting with backoff."""
-        failures = 0
-        config = vad_pb2.DetectConfig(
-            sample_rate=INPUT_RATE,
-            threshold=detection.threshold,
-            min_silence_ms=self._vad_silence_ms(detection),
-            speech_pad_ms=detection.prefix_padding_ms,
-        )
-        while True:
-            await self._services.ensure_ready("vad")
-            call = self._services.vad.Detect()
-            while not queue.empty():
-                queue.get_nowait()
-            base = self._input.total
-            writer = asyncio.create_task(self._feed_vad(call, config, queue))
-            try:
-                async for response in call:
-                    kind = response.WhichOneof("event")
-                    if kind == "ready":
-                        failures = 0
-                        if self._vad_down:
-                            self._vad_down = False
-                            log.info("vad stream back", extra={"session": self.session_id})
-                    elif kind == "speech_started":
-                        self._on_speech_started(base + response.speech_started.start_offset_samples)
-                    elif kind == "speech_ended":
-                        self._on_speech_ended(base + response.speech_ended.end_offset_samples, detection)
-                self._vad_failed("the stream ended", "UNAVAILABLE")  # a draining server ends streams
-            except grpc.aio.AioRpcError as exc:
-                self._vad_failed(ServiceFailure("vad", exc).client_message, exc.code().name)
-            finally:
-                writer.cancel()
-                call.cancel()
-            if self._user_turn is not None:  # speech in progress cannot be ended without the VAD
-                self._user_turn.cancel()
-                self._user_turn = None
-            self._confirm_held_turn()  # a tentative pause is as good an end as any now
-            failures += 1
-            await asyncio.sleep(min(3.0, 0.25 * 2 ** (failures - 1)))  # reconnect backoff
+    def on_vad_lost(self, message: str, status: str, first: bool) -> None:
+        if first:  # tell the client once per outage
+            metrics.SERVICE_ERRORS.labels(service="vad").inc()
+            self.emit(events.error("service_unavailable", message))
+        if self._user_turn is not None:  # speech in progress cannot be ended without the VAD
+            self._user_turn.cancel()
+            self._user_turn = None
+        self._confirm_held_turn()  # a tentative pause is as good an end as any now
 
     def _drop_held_turn(self) -> None:
         if self._held_turn is not None:
@@ -515,33 +481,7 @@ class Session:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
 
-    def _vad_silence_ms(self, detection: TurnDetection) -> int:
-        """The silence after which the VAD reports an end of speech: the tentative pause when
-        answers start early, else the turn's silence."""
-        tentative = self._settings.speculative_pause_ms
-        return tentative if 0 < tentative < detection.silence_duration_ms else detection.silence_duration_ms
-
-    def _vad_failed(self, message: str, status: str) -> None:
-        """Tell the client once per outage; the stream is reopened with backoff."""
-        if self._vad_down:
-            return
-        self._vad_down = True
-        metrics.SERVICE_ERRORS.labels(service="vad").inc()
-        log.warning("vad stream failed", extra={"session": self.session_id, "status": status})
-        self.emit(events.error("service_unavailable", message))
-
-    async def _feed_vad(self, call: Any, config: vad_pb2.DetectConfig, queue: asyncio.Queue[bytes]) -> None:
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await call.write(vad_pb2.DetectRequest(config=config))
-            pending = bytearray()
-            while True:
-                pending += await queue.get()
-                whole = len(pending) // _VAD_CHUNK_BYTES * _VAD_CHUNK_BYTES
-                if whole:
-                    await call.write(vad_pb2.DetectRequest(audio=audio_pb2.AudioChunk(pcm16=bytes(pending[:whole]))))
-                    del pending[:whole]
-
-    def _on_speech_started(self, start: int) -> None:
+    def on_speech_started(self, start: int) -> None:
         if self._held_turn is not None:
             self._resume_held_turn()
             return
@@ -563,30 +503,55 @@ class Session:
         turn.send_audio(self._input.slice(start))
         return turn
 
-    def _on_speech_ended(self, end: int, detection: TurnDetection) -> None:
-        turn = self._user_turn
-        if turn is None:
+    def on_speech_ended(self, end: int) -> None:
+        """A pause of the VAD's silence. With server_vad it ends the turn if that silence is the
+        turn's; with semantic_vad the VAD service judges whether the turn is over (on_turn_ended).
+        Either way a shorter pause may start the answer early, held back until the turn ends."""
+        turn, detection = self._user_turn, self.state.turn_detection
+        if turn is None or detection is None:
             return
         now = time.monotonic()
-        vad_silence = self._vad_silence_ms(detection)
-        # The VAD speaks after vad_silence of silence; the speech ended that long before the audio it has seen.
-        speech_end = max(turn.start_offset, self._input.total - vad_silence * INPUT_RATE // 1000)
+        pause = pause_ms(detection, self._settings.speculative_pause_ms)
+        # The VAD speaks after the pause; the speech ended that long before the audio it has seen.
+        speech_end = max(turn.start_offset, self._input.total - pause * INPUT_RATE // 1000)
         turn.timings.speech_end = self._arrival_time(speech_end)
-        if vad_silence >= detection.silence_duration_ms:
+        semantic = semantic_turn(detection)
+        if semantic is None and pause >= detection.silence_duration_ms:
             turn.timings.speech_end_detected = now
             self._end_user_turn(end)
             return
-        # A tentative pause: answer now, but keep the answer back until the silence is long enough
-        # to end the turn. Recognition, the first tokens and the first words' audio happen meanwhile.
+        if semantic is not None and not self._settings.speculative_pause_ms:
+            self._held_end = end  # the turn stays open until the VAD service ends it
+            return
+        # A tentative pause: answer now, but keep the answer back until the turn ends.
+        # Recognition, the first tokens and the first words' audio happen meanwhile.
         self._user_turn = None
         turn.hold()
         turn.end_input()
         self._held_turn = turn
-        remaining_ms = detection.silence_duration_ms - vad_silence
+        # server_vad: the rest of the turn's silence; semantic_vad: the VAD's longest wait, as a
+        # fallback (its turn_ended normally comes first).
+        remaining_ms = semantic.max_wait_ms + 500 if semantic else detection.silence_duration_ms - pause
         self._confirm_at = self._input.total + remaining_ms * INPUT_RATE // 1000
         self._held_end = end
         # If the client stops sending audio altogether, the pause still ends the turn.
         self._confirm_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000 + 0.5, self._confirm_held_turn)
+
+    def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None:
+        """The VAD service judged the user's turn over (semantic_vad)."""
+        info = {
+            "detection": "semantic_vad",
+            "reason": vad_pb2.TurnEndReason.Name(ended.reason).removeprefix("TURN_END_REASON_").lower(),
+            "probability": round(ended.probability, 3),
+            "scorings": ended.scorings,
+        }
+        if self._held_turn is not None:
+            self._held_turn.timings.end_of_turn = info
+            self._confirm_held_turn()
+        elif self._user_turn is not None and self._user_turn.timings.speech_end is not None:
+            self._user_turn.timings.end_of_turn = info
+            self._user_turn.timings.speech_end_detected = time.monotonic()
+            self._end_user_turn(self._held_end)
 
     def _resume_held_turn(self) -> None:
         """The user spoke again within the turn's silence: drop the early answer and go on with
@@ -622,6 +587,11 @@ class Session:
         if not input_already_ended:
             turn.end_input()
         item_id = turn.options.user_item_id
+        if turn.timings.end_of_turn is None:
+            turn.timings.end_of_turn = {"detection": "server_vad", "reason": "silence"}
+        metrics.END_OF_TURN.labels(
+            detection=turn.timings.end_of_turn["detection"], reason=turn.timings.end_of_turn["reason"]
+        ).inc()
         if self.state.mode == "half_duplex":
             self._listening = False
         self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})

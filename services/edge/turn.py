@@ -39,6 +39,8 @@ class TurnTimings:
     first_audio: float | None = None
     llm: dict[str, float] = field(default_factory=dict)
     tts: dict[str, float] = field(default_factory=dict)
+    # How the user's turn was judged over: detection, reason (and the turn model's score).
+    end_of_turn: dict[str, Any] | None = None
 
     def as_ms(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -430,7 +432,11 @@ class Turn:
             [item],
             usage=getattr(self, "_usage", None),
             status_details=details,
-            parley={"turn_id": self.turn_id, "timings_ms": self.timings.as_ms()},
+            parley={
+                "turn_id": self.turn_id,
+                "timings_ms": self.timings.as_ms(),
+                **({"end_of_turn": self.timings.end_of_turn} if self.timings.end_of_turn else {}),
+            },
         )
         self._emit({"type": "response.done", "response": response})
 

@@ -25,3 +25,14 @@ CHUNK_SECONDS = Histogram(
 BEHIND_REALTIME = Counter(
     "parley_vad_behind_realtime", "Times a stream took longer to analyse than the audio lasted (per second)."
 )
+TURN_SCORING_SECONDS = Histogram(
+    "parley_vad_turn_scoring_seconds",
+    "Time of one end-of-turn scoring (features and turn model), waiting for a thread included.",
+    buckets=(0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
+)
+TURN_PROBABILITY = Histogram(
+    "parley_vad_turn_probability",
+    "The turn model's probability that the turn was finished, per scored pause.",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+)
+TURNS = Counter("parley_vad_turns", "Turns ended by the turn model, by reason.", ["reason"])

@@ -19,6 +19,8 @@ from services.vad.batcher import InferenceBatcher, InferenceJob
 from services.vad.model import SUPPORTED_RATES, context_samples, initial_state, window_samples
 from services.vad.segmenter import SegmenterConfig, SpeechEnd, SpeechEvent, SpeechSegmenter, SpeechStart
 from services.vad.settings import VadSettings
+from services.vad.turn_model import WINDOW_SECONDS, TurnScorer
+from services.vad.turns import RecentAudio, TurnConfig, TurnEnd, TurnEndReason, TurnTracker
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,21 @@ REALTIME_CHECK_SECONDS = 1.0
 
 class InvalidRequest(ValueError):
     """A request the client must fix; ends the call with INVALID_ARGUMENT and this message."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnsupportedRequest(InvalidRequest):
+    """A request this server is not set up to serve; ends the call with FAILED_PRECONDITION."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+_TURN_END_REASONS = {
+    TurnEndReason.COMPLETE: vad_pb2.TURN_END_REASON_COMPLETE,
+    TurnEndReason.MAX_WAIT: vad_pb2.TURN_END_REASON_MAX_WAIT,
+    TurnEndReason.STREAM_END: vad_pb2.TURN_END_REASON_STREAM_END,
+}
 
 
 def resolve_config(config: vad_pb2.DetectConfig, defaults: VadSettings) -> vad_pb2.DetectConfig:
@@ -42,6 +59,23 @@ def resolve_config(config: vad_pb2.DetectConfig, defaults: VadSettings) -> vad_p
         min_speech_ms=config.min_speech_ms if config.HasField("min_speech_ms") else defaults.min_speech_ms,
         emit_probabilities=config.emit_probabilities,
     )
+    if config.HasField("turn_detection"):
+        turn = config.turn_detection
+        resolved.turn_detection.CopyFrom(
+            vad_pb2.TurnDetectionConfig(
+                completion_threshold=turn.completion_threshold
+                if turn.HasField("completion_threshold")
+                else defaults.turn_completion_threshold,
+                max_wait_ms=turn.max_wait_ms if turn.HasField("max_wait_ms") else defaults.turn_max_wait_ms,
+            )
+        )
+        if not 0 < resolved.turn_detection.completion_threshold < 1:
+            raise InvalidRequest(
+                "turn_detection.completion_threshold must be between 0 and 1 (exclusive), "
+                f"got {resolved.turn_detection.completion_threshold:g}"
+            )
+        if resolved.turn_detection.max_wait_ms > 10_000:
+            raise InvalidRequest(f"turn_detection.max_wait_ms must be at most 10000, got {turn.max_wait_ms}")
     if not 0 < resolved.threshold < 1:
         raise InvalidRequest(f"threshold must be between 0 and 1 (exclusive), got {resolved.threshold:g}")
     for name, limit in (("min_silence_ms", 10_000), ("speech_pad_ms", 2000), ("min_speech_ms", 10_000)):
@@ -60,6 +94,7 @@ class DetectStream:
         batcher: InferenceBatcher,
         max_chunk_ms: int,
         clock: Callable[[], float] = time.perf_counter,
+        turn_scorer: TurnScorer | None = None,
     ):
         self.id = stream_id
         self._clock = clock
@@ -80,6 +115,21 @@ class DetectStream:
                 min_speech_ms=config.min_speech_ms,
             )
         )
+        self._turns: TurnTracker | None = None
+        self._recent: RecentAudio | None = None
+        self._turn_scorer = turn_scorer
+        if config.HasField("turn_detection"):
+            if turn_scorer is None:
+                raise UnsupportedRequest(
+                    "this VAD server runs without the turn model (started with --no-turn-detection)"
+                )
+            self._turns = TurnTracker(
+                TurnConfig(
+                    completion_threshold=config.turn_detection.completion_threshold,
+                    max_wait_samples=self.rate * config.turn_detection.max_wait_ms // 1000,
+                )
+            )
+            self._recent = RecentAudio(self.rate * WINDOW_SECONDS)
         self.received = 0  # samples received
         self.processed = 0  # samples analysed (whole windows)
         self._busy_seconds = 0.0
@@ -93,6 +143,8 @@ class DetectStream:
         started = self._clock()
         samples = self._decode(chunk)
         self.received += len(samples)
+        if self._recent is not None:
+            self._recent.append(samples)
         buffered = np.concatenate((self._pending, samples)) if len(self._pending) else samples
         whole = len(buffered) // self.window * self.window
         self._pending = buffered[whole:]
@@ -101,7 +153,7 @@ class DetectStream:
             job = InferenceJob(self.rate, buffered[:whole].reshape(-1, self.window), self._state, self._context)
             await self._batcher.run(job)
             self._state, self._context = job.state, job.context
-            responses = self._segment(job.probabilities)
+            responses = await self._segment(job.probabilities)
         busy = self._clock() - started
         metrics.CHUNKS.inc()
         metrics.CHUNK_SECONDS.observe(busy)
@@ -110,9 +162,16 @@ class DetectStream:
         return responses
 
     def finish(self) -> list[vad_pb2.DetectResponse]:
-        """The client closed its side: end a segment still open at the last sample received."""
+        """The client closed its side: end a segment and a turn still open at the last sample received."""
         event = self._segmenter.finish(self.received)
-        return [self._event_response(event)] if event else []
+        responses = [self._event_response(event)] if event else []
+        if self._turns is not None:
+            if event:
+                self._turns.speech_ended(event.end)
+            ended = self._turns.finish(self.received)
+            if ended:
+                responses.append(self._turn_ended(ended))
+        return responses
 
     def _decode(self, chunk: audio_pb2.AudioChunk) -> np.ndarray:
         if chunk.sample_rate and chunk.sample_rate != self.rate:
@@ -135,7 +194,7 @@ class DetectStream:
         except AudioFormatError as exc:
             raise InvalidRequest(str(exc)) from None
 
-    def _segment(self, probabilities: np.ndarray) -> list[vad_pb2.DetectResponse]:
+    async def _segment(self, probabilities: np.ndarray) -> list[vad_pb2.DetectResponse]:
         first = self.processed
         responses = []
         if self.config.emit_probabilities:
@@ -153,7 +212,57 @@ class DetectStream:
             event = self._segmenter.push(probability, start, self.processed)
             if event:
                 responses.append(self._event_response(event))
+            if self._turns is not None:
+                responses.extend(await self._follow_turn(event))
         return responses
+
+    async def _follow_turn(self, event: SpeechEvent | None) -> list[vad_pb2.DetectResponse]:
+        """Turn events after one analysed window: a pause is scored at once (the stream waits
+        for the score, ~40 ms, so events stay in order); a long enough silence ends a turn."""
+        assert self._turns is not None and self._recent is not None and self._turn_scorer is not None
+        if isinstance(event, SpeechStart):
+            self._turns.speech_started(event.start)
+            return []
+        if not isinstance(event, SpeechEnd):
+            ended = self._turns.silence_until(self.processed)
+            return [self._turn_ended(ended)] if ended else []
+        self._turns.speech_ended(event.end)
+        assert self._turns.turn_start is not None
+        audio = self._recent.since(self._turns.turn_start, self.processed)
+        probability, seconds = await self._turn_scorer.score(audio, self.rate)
+        metrics.TURN_SCORING_SECONDS.observe(seconds)
+        metrics.TURN_PROBABILITY.observe(probability)
+        metrics.EVENTS.labels("turn_scored").inc()
+        ended = self._turns.scored(probability)
+        responses = [
+            vad_pb2.DetectResponse(
+                turn_scored=vad_pb2.TurnScored(
+                    end_offset_samples=event.end,
+                    probability=probability,
+                    complete=ended is not None,
+                    audio_ms=len(audio) * 1000 // self.rate,
+                    inference_ms=seconds * 1000,
+                ),
+                processed_samples=self.processed,
+            )
+        ]
+        if ended:
+            responses.append(self._turn_ended(ended))
+        return responses
+
+    def _turn_ended(self, ended: TurnEnd) -> vad_pb2.DetectResponse:
+        metrics.EVENTS.labels("turn_ended").inc()
+        metrics.TURNS.labels(ended.reason.name.lower()).inc()
+        return vad_pb2.DetectResponse(
+            turn_ended=vad_pb2.TurnEnded(
+                start_offset_samples=ended.start,
+                end_offset_samples=ended.end,
+                reason=_TURN_END_REASONS[ended.reason],
+                probability=ended.probability,
+                scorings=ended.scorings,
+            ),
+            processed_samples=self.processed,
+        )
 
     def _event_response(self, event: SpeechEvent) -> vad_pb2.DetectResponse:
         if isinstance(event, SpeechStart):
@@ -190,9 +299,16 @@ class DetectStream:
 class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
     """Serves Detect streams; every stream has its own model state."""
 
-    def __init__(self, settings: VadSettings, batcher: InferenceBatcher, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        settings: VadSettings,
+        batcher: InferenceBatcher,
+        lifecycle: Lifecycle,
+        turn_scorer: TurnScorer | None = None,
+    ) -> None:
         self._settings = settings
         self._batcher = batcher
+        self._turn_scorer = turn_scorer
         self._lifecycle = lifecycle
         self._ids = itertools.count(1)
         self.active_streams = 0
@@ -227,6 +343,7 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
                                 resolve_config(request.config, self._settings),
                                 self._batcher,
                                 self._settings.max_chunk_ms,
+                                turn_scorer=self._turn_scorer,
                             )
                             yield stream.ready()
                         elif kind == "audio":
@@ -240,8 +357,8 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
                         for response in stream.finish():
                             yield response
                 except InvalidRequest as exc:
-                    self._log_error(stream_id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                    await abort_after_input(context, requests, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    self._log_error(stream_id, exc.code, str(exc))
+                    await abort_after_input(context, requests, exc.code, str(exc))
                 except ServerDraining:
                     message = "the VAD server is shutting down; open a new stream"
                     self._log_error(stream_id, grpc.StatusCode.UNAVAILABLE, message)

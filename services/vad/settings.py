@@ -40,3 +40,22 @@ class VadSettings(ServiceSettings):
     min_silence_ms: int = Field(100, ge=0, le=10_000, description="Default silence that ends speech.")
     speech_pad_ms: int = Field(30, ge=0, le=2000, description="Default padding around each speech segment.")
     min_speech_ms: int = Field(0, ge=0, le=10_000, description="Default shortest speech that counts.")
+    turn_detection: bool = Field(
+        True,
+        description="Load the turn model (Smart Turn v3.2, from the pinned pipecat-ai package) so streams can "
+        "ask for semantic end of turn (DetectConfig.turn_detection).",
+    )
+    turn_model_path: Path | None = Field(
+        None,
+        description="A Smart Turn v3 ONNX file to load instead of the bundled one "
+        "(the bundled file is checked against its pinned sha256).",
+    )
+    turn_threads: int = Field(
+        1, ge=1, le=64, description="Threads scoring turns at once (one scoring: ~40 ms of one core)."
+    )
+    turn_completion_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Default probability at or above which the turn model ends a turn."
+    )
+    turn_max_wait_ms: int = Field(
+        2000, ge=0, le=10_000, description="Default longest silence a turn judged unfinished waits before it ends."
+    )

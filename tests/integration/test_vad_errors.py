@@ -26,6 +26,16 @@ BAD_STREAMS = {
         "sample_rate must be 8000 or 16000",
     ),
     "bad-threshold": ([config_request(RATE, threshold=1.5)], grpc.StatusCode.INVALID_ARGUMENT, "threshold"),
+    "bad-turn-threshold": (
+        [config_request(RATE, turn_detection=vad_pb2.TurnDetectionConfig(completion_threshold=0))],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "turn_detection.completion_threshold must be between 0 and 1",
+    ),
+    "turn-wait-over-limit": (
+        [config_request(RATE, turn_detection=vad_pb2.TurnDetectionConfig(max_wait_ms=60_000))],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "turn_detection.max_wait_ms must be at most 10000",
+    ),
     "odd-byte-length": ([config_request(), audio(1001)], grpc.StatusCode.INVALID_ARGUMENT, "even number of bytes"),
     "empty-chunk": ([config_request(), audio(0)], grpc.StatusCode.INVALID_ARGUMENT, "empty audio chunk"),
     "chunk-over-limit": ([config_request(), audio(6 * RATE * 2)], grpc.StatusCode.INVALID_ARGUMENT, "longer than"),

@@ -1,0 +1,164 @@
+"""A session's Detect stream to the VAD service, kept open for the session's life.
+
+It feeds the session's 16 kHz input in whole VAD windows, reopens the stream with backoff when
+it fails, and reports the events with session offsets (the VAD counts from its stream's start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from parley.v1 import audio_pb2, vad_pb2
+
+from services.edge.audio import INPUT_RATE
+from services.edge.models import ModelServices, ServiceFailure
+from services.edge.protocol import TurnDetection
+
+log = logging.getLogger(__name__)
+
+# The VAD service takes audio in windows of 512 samples at 16 kHz; whole windows cost least.
+_CHUNK_BYTES = 512 * 2
+_QUEUE_CHUNKS = 1000  # 20-32 s of audio held while the VAD is away
+
+
+@dataclass(frozen=True)
+class SemanticTurn:
+    """How semantic_vad judges a pause: scored after ``pause_ms`` of silence, finished at
+    ``completion_threshold``, and ended after ``max_wait_ms`` of silence whatever the score."""
+
+    pause_ms: int
+    completion_threshold: float
+    max_wait_ms: int
+
+
+# OpenAI's semantic_vad eagerness: how readily a pause counts as the end of the user's turn.
+EAGERNESS = {
+    "high": SemanticTurn(pause_ms=100, completion_threshold=0.5, max_wait_ms=1000),
+    "medium": SemanticTurn(pause_ms=150, completion_threshold=0.5, max_wait_ms=2000),
+    "low": SemanticTurn(pause_ms=250, completion_threshold=0.7, max_wait_ms=3000),
+}
+EAGERNESS["auto"] = EAGERNESS["medium"]
+
+
+def semantic_turn(detection: TurnDetection) -> SemanticTurn | None:
+    """The semantic end-of-turn settings of a session's turn detection (None: server_vad)."""
+    if detection.type != "semantic_vad":
+        return None
+    return EAGERNESS[detection.eagerness or "auto"]
+
+
+def pause_ms(detection: TurnDetection, speculative_pause_ms: int) -> int:
+    """The silence after which the VAD reports a pause: semantic_vad's scoring pause; with
+    server_vad the tentative pause when answers start early, else the turn's silence."""
+    semantic = semantic_turn(detection)
+    if semantic is not None:
+        return semantic.pause_ms
+    silence = detection.silence_duration_ms
+    return speculative_pause_ms if 0 < speculative_pause_ms < silence else silence
+
+
+def detect_config(detection: TurnDetection, speculative_pause_ms: int) -> vad_pb2.DetectConfig:
+    config = vad_pb2.DetectConfig(
+        sample_rate=INPUT_RATE,
+        threshold=detection.threshold,
+        min_silence_ms=pause_ms(detection, speculative_pause_ms),
+        speech_pad_ms=detection.prefix_padding_ms,
+    )
+    semantic = semantic_turn(detection)
+    if semantic is not None:
+        config.turn_detection.completion_threshold = semantic.completion_threshold
+        config.turn_detection.max_wait_ms = semantic.max_wait_ms
+    return config
+
+
+class VadListener(Protocol):
+    def on_speech_started(self, start: int) -> None: ...
+
+    def on_speech_ended(self, end: int) -> None: ...
+
+    def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None: ...
+
+    def on_vad_lost(self, message: str, status: str, first: bool) -> None:
+        """The stream failed (``first``: the first failure of an outage); it is reopened with backoff."""
+
+
+class VadStream:
+    def __init__(
+        self,
+        services: ModelServices,
+        config: vad_pb2.DetectConfig,
+        input_total: Callable[[], int],
+        listener: VadListener,
+        session_id: str,
+    ) -> None:
+        self._services = services
+        self._config = config
+        self._input_total = input_total
+        self._listener = listener
+        self._session_id = session_id
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+        self._down = False
+        self._task = asyncio.create_task(self._run())
+
+    def push(self, pcm16: bytes) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(pcm16)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            await self._services.ensure_ready("vad")
+            call = self._services.vad.Detect()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            base = self._input_total()
+            writer = asyncio.create_task(self._feed(call))
+            try:
+                async for response in call:
+                    kind = response.WhichOneof("event")
+                    if kind == "ready":
+                        failures = 0
+                        if self._down:
+                            self._down = False
+                            log.info("vad stream back", extra={"session": self._session_id})
+                    elif kind == "speech_started":
+                        self._listener.on_speech_started(base + response.speech_started.start_offset_samples)
+                    elif kind == "speech_ended":
+                        self._listener.on_speech_ended(base + response.speech_ended.end_offset_samples)
+                    elif kind == "turn_ended":
+                        self._listener.on_turn_ended(base + response.turn_ended.end_offset_samples, response.turn_ended)
+                self._lost("the stream ended", "UNAVAILABLE")  # a draining server ends streams
+            except grpc.aio.AioRpcError as exc:
+                self._lost(ServiceFailure("vad", exc).client_message, exc.code().name)
+            finally:
+                writer.cancel()
+                call.cancel()
+            failures += 1
+            await asyncio.sleep(min(3.0, 0.25 * 2 ** (failures - 1)))  # reconnect backoff
+
+    def _lost(self, message: str, status: str) -> None:
+        first = not self._down
+        self._down = True
+        if first:
+            log.warning("vad stream failed", extra={"session": self._session_id, "status": status})
+        self._listener.on_vad_lost(message, status, first)
+
+    async def _feed(self, call: Any) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.write(vad_pb2.DetectRequest(config=self._config))
+            pending = bytearray()
+            while True:
+                pending += await self._queue.get()
+                whole = len(pending) // _CHUNK_BYTES * _CHUNK_BYTES
+                if whole:
+                    await call.write(vad_pb2.DetectRequest(audio=audio_pb2.AudioChunk(pcm16=bytes(pending[:whole]))))
+                    del pending[:whole]
