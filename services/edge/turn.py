@@ -144,10 +144,12 @@ class Turn:
     def release(self) -> None:
         """Send what was held back, and from now on everything as it comes."""
         self._holding = False
-        for event in self._held_events:
-            self._emit_now(event)
         if self._held_audio:
             self.timings.first_audio = time.monotonic()
+        for event in self._held_events:
+            if event["type"] == "response.done":  # finished while held: its timings end now
+                event["response"]["parley"] = self._parley()
+            self._emit_now(event)
         for pcm in self._held_audio:
             self._output.write(pcm)
         self._held_events.clear()
@@ -432,13 +434,16 @@ class Turn:
             [item],
             usage=getattr(self, "_usage", None),
             status_details=details,
-            parley={
-                "turn_id": self.turn_id,
-                "timings_ms": self.timings.as_ms(),
-                **({"end_of_turn": self.timings.end_of_turn} if self.timings.end_of_turn else {}),
-            },
+            parley=self._parley(),
         )
         self._emit({"type": "response.done", "response": response})
+
+    def _parley(self) -> dict[str, Any]:
+        """Parley's additions to response.done: the turn's id, timings and how its user turn ended."""
+        parley: dict[str, Any] = {"turn_id": self.turn_id, "timings_ms": self.timings.as_ms()}
+        if self.timings.end_of_turn:
+            parley["end_of_turn"] = self.timings.end_of_turn
+        return parley
 
 
 async def cancel_and_wait(turn: Turn | None) -> None:

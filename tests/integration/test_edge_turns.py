@@ -1,0 +1,92 @@
+"""The edge's end of turn: semantic_vad (the VAD service's turn model) beside server_vad."""
+
+from __future__ import annotations
+
+import aiohttp
+import numpy as np
+
+from tests.support.processes import ServiceProcess
+from tests.support.speech import resample
+from tests.support.tooling import metric_value
+from tests.support.transcribe import spoken_words
+from tests.support.turn_samples import piper_voice
+from tests.support.webrtc_client import RATE, RealtimeCall
+
+
+def _said(*parts: str | float) -> np.ndarray:
+    """Piper speech at the call's rate; floats are pauses in seconds."""
+    audio = [np.zeros(RATE // 5, np.float32)]
+    for part in parts:
+        if isinstance(part, str):
+            audio.append(resample(piper_voice(part), 16000, RATE))
+        else:
+            audio.append(np.zeros(int(RATE * part), np.float32))
+    return np.concatenate(audio)
+
+
+def _semantic(eagerness: str = "auto") -> dict[str, object]:
+    return {
+        "type": "realtime",
+        "parley": {"mode": "half_duplex"},
+        "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": eagerness}}},
+    }
+
+
+async def _metrics(edge: ServiceProcess) -> str:
+    async with aiohttp.ClientSession() as http, http.get(edge.url + "metrics") as response:
+        return await response.text()
+
+
+async def test_a_finished_question_is_answered_on_the_turn_models_word(edge_service: ServiceProcess) -> None:
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect(_semantic())
+        created = await call.wait_for("session.created")
+        call.microphone.play(_said("What is the capital of France?", 2.5))
+        done = await call.wait_for("response.done", timeout=60)
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+    finally:
+        await call.close()
+    detection = created["session"]["audio"]["input"]["turn_detection"]
+    assert detection["type"] == "semantic_vad" and detection["eagerness"] == "auto"
+    end_of_turn = done["response"]["parley"]["end_of_turn"]
+    assert end_of_turn["detection"] == "semantic_vad" and end_of_turn["reason"] == "complete", end_of_turn
+    assert 0.5 <= end_of_turn["probability"] <= 1 and end_of_turn["scorings"] == 1
+    assert "end_of_speech_wait" in done["response"]["parley"]["timings_ms"]
+    assert "Paris" in done["response"]["output"][0]["content"][0]["transcript"]
+    metrics = await _metrics(edge_service)
+    assert metric_value(metrics, 'parley_edge_end_of_turn_total{detection="semantic_vad",reason="complete"}') >= 1
+
+
+async def test_a_pause_the_turn_model_calls_unfinished_does_not_end_the_turn(edge_service: ServiceProcess) -> None:
+    """A second of silence after a trailing "maybe" would end a server_vad turn twice over; the
+    turn model hears that the speaker is not done, so the whole utterance is one turn."""
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect(_semantic())
+        await call.wait_for("session.created")
+        call.microphone.play(
+            _said("Um, so, I was thinking that maybe", 1.0, "you could tell me the capital of France.", 2.5)
+        )
+        done = await call.wait_for("response.done", timeout=60)
+        transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+    finally:
+        await call.close()
+    assert len(call.of_type("input_audio_buffer.speech_started")) == 1
+    assert len(call.of_type("response.created")) == 1, "one answer, to the whole utterance"
+    assert {"thinking", "france"} <= set(spoken_words(transcript)), transcript
+    assert done["response"]["parley"]["end_of_turn"]["scorings"] >= 2
+
+
+async def test_server_vad_turns_say_they_ended_on_silence(edge_service: ServiceProcess) -> None:
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "half_duplex"}})
+        await call.wait_for("session.created")
+        call.microphone.play(_said("What is the capital of France?", 1.5))
+        done = await call.wait_for("response.done", timeout=60)
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+    finally:
+        await call.close()
+    assert done["response"]["parley"]["end_of_turn"] == {"detection": "server_vad", "reason": "silence"}
