@@ -15,7 +15,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-turns system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -90,6 +90,9 @@ e2e: install system-deps
 
 bench-v2v: install system-deps
 	$(BIN)/python -m bench.voice_to_voice
+
+bench-turns: install system-deps
+	$(BIN)/python -m bench.turns
 
 bench-llm: install vllm-install system-deps
 	$(BIN)/python -m bench.llm --backend transformers

@@ -3,7 +3,9 @@
     make bench-v2v          (or: .venv/bin/python -m bench.voice_to_voice --help)
 
 A Python WebRTC client (aiortc, loopback) calls the edge in half-duplex mode and speaks questions
-(espeak-ng) into its microphone track in real time, each followed by silence. For every turn it
+(espeak-ng, or the bundled Piper voice) into its microphone track in real time, each followed by
+silence. The user's turn ends on silence (server_vad) or on the turn model (--turn-detection
+semantic_vad). For every turn it
 measures the time from the last speech sample sent to the first audible assistant sample
 received on the remote track, and collects the server's own per-stage timings from
 ``response.done``. Prints median and p95; docs/benchmarks.md keeps the latest.
@@ -19,12 +21,14 @@ import contextlib
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tests.support import speech
 from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.turn_samples import piper_voice
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 QUESTIONS = [
@@ -76,29 +80,55 @@ def own_stack(edge_args: list[str], tts_args: list[str], llm_args: list[str]) ->
             service.stop()
 
 
-async def bench(url: str, turns: int, silence_ms: int, client_prefetch: int) -> None:
+def espeak_at_call_rate(text: str) -> np.ndarray:
+    return speech.speak(text, RATE)
+
+
+def piper_at_call_rate(text: str) -> np.ndarray:
+    return speech.resample(piper_voice(text), 16000, RATE)
+
+
+VOICES: dict[str, Callable[[str], np.ndarray]] = {"espeak": espeak_at_call_rate, "piper": piper_at_call_rate}
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    end_reasons: list[str] = field(default_factory=list)
+
+
+def turn_detection(kind: str, silence_ms: int, eagerness: str) -> dict[str, object]:
+    if kind == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": eagerness}
+    return {"type": "server_vad", "silence_duration_ms": silence_ms}
+
+
+async def bench(
+    url: str, turns: int, detection: dict[str, object], client_prefetch: int, voice: str = "espeak"
+) -> Results:
     call = RealtimeCall(url, receive_prefetch=client_prefetch)
     session = {
         "type": "realtime",
         "parley": {"mode": "half_duplex"},
-        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": silence_ms}}},
+        "audio": {"input": {"turn_detection": detection}},
     }
     await call.connect(session)
     await call.wait_for("session.created")
-    latencies: list[float] = []
-    stages: dict[str, list[float]] = defaultdict(list)
+    results = Results()
+    say = VOICES[voice]
     try:
         for index in range(turns):
             question = QUESTIONS[index % len(QUESTIONS)]
-            spoken = speech.speak(question, RATE)
-            voice = spoken[: speech.voiced_bounds(spoken, RATE)[1]]  # ends with its last voiced sample
+            spoken = say(question)
+            voiced = spoken[: speech.voiced_bounds(spoken, RATE)[1]]  # ends with its last voiced sample
             before = len(call.events)
             clips = len(call.microphone.clip_ended)
             # A breath before speaking: the edge ignores the microphone for its echo guard (300 ms)
             # after the assistant's last word.
             call.microphone.play(np.zeros(int(RATE * 0.6), np.float32))
-            call.microphone.play(voice)
-            call.microphone.play(np.zeros(RATE * 2, np.float32))  # silence after the question
+            call.microphone.play(voiced)
+            call.microphone.play(np.zeros(RATE * 3, np.float32))  # silence after the question
             done = await call.wait_for("response.done", after=before, timeout=60)
             await call.wait_for("output_audio_buffer.stopped", after=before, timeout=60)
             await asyncio.wait_for(call.microphone.played_out(), 30)
@@ -119,22 +149,32 @@ async def bench(url: str, turns: int, silence_ms: int, client_prefetch: int) -> 
                 print(f"turn {index + 1}: no audio heard ({transcript!r})", file=sys.stderr)
                 continue
             latency = (heard - speech_end) * 1000
-            latencies.append(latency)
-            timings = done["response"].get("parley", {}).get("timings_ms", {})
+            results.latencies.append(latency)
+            parley = done["response"].get("parley", {})
+            timings = parley.get("timings_ms", {})
             for stage in STAGES:
                 if stage in timings:
-                    stages[stage].append(timings[stage])
-            print(f"turn {index + 1:2d}: {latency:5.0f} ms  {transcript!r} -> {reply!r}", flush=True)
+                    results.stages[stage].append(timings[stage])
+            end = parley.get("end_of_turn", {})
+            results.end_reasons.append(end.get("reason", "?"))
+            how = end.get("reason", "?") + (f" p={end['probability']:.2f}" if "probability" in end else "")
+            print(f"turn {index + 1:2d}: {latency:5.0f} ms  [{how}] {transcript!r} -> {reply!r}", flush=True)
     finally:
         await call.close()
+    return results
+
+
+def report(results: Results, detection: dict[str, object], voice: str) -> None:
     print(
         f"\nVoice to voice, client side (last speech sample sent -> first audible sample received), "
-        f"server VAD silence {silence_ms} ms:"
+        f"{voice} voice, turn detection {detection}:"
     )
-    print(f"  {figures(latencies)}")
+    print(f"  {figures(results.latencies)}")
     print("\nServer stages (response.done parley.timings_ms; from the end of speech unless named):")
     for stage in STAGES:
-        print(f"  {stage:<22} {figures(stages[stage])}")
+        print(f"  {stage:<22} {figures(results.stages[stage])}")
+    reasons = {reason: results.end_reasons.count(reason) for reason in sorted(set(results.end_reasons))}
+    print(f"\nTurns ended by: {reasons}")
 
 
 def main() -> None:
@@ -142,6 +182,9 @@ def main() -> None:
     parser.add_argument("--url", help="a running edge (default: start a stack on free ports)")
     parser.add_argument("--turns", type=int, default=12)
     parser.add_argument("--silence-ms", type=int, default=500, help="server VAD silence that ends a turn")
+    parser.add_argument("--turn-detection", choices=["server_vad", "semantic_vad"], default="server_vad")
+    parser.add_argument("--eagerness", choices=["low", "medium", "high", "auto"], default="auto")
+    parser.add_argument("--voice", choices=sorted(VOICES), default="espeak", help="who asks the questions")
     parser.add_argument("--edge-arg", action="append", default=[], help="extra flag for the edge this starts")
     parser.add_argument("--tts-arg", action="append", default=[], help="extra flag for the TTS service this starts")
     parser.add_argument("--llm-arg", action="append", default=[], help="extra flag for the LLM service this starts")
@@ -152,11 +195,11 @@ def main() -> None:
         help="frames the client's receive buffer holds (aiortc's default is 4; 1 is close to a browser on loopback)",
     )
     args = parser.parse_args()
-    if args.url:
-        asyncio.run(bench(args.url, args.turns, args.silence_ms, args.client_prefetch))
-        return
-    with own_stack(args.edge_arg, args.tts_arg, args.llm_arg) as url:
-        asyncio.run(bench(url, args.turns, args.silence_ms, args.client_prefetch))
+    detection = turn_detection(args.turn_detection, args.silence_ms, args.eagerness)
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(own_stack(args.edge_arg, args.tts_arg, args.llm_arg))
+        results = asyncio.run(bench(url, args.turns, detection, args.client_prefetch, args.voice))
+    report(results, detection, args.voice)
 
 
 if __name__ == "__main__":

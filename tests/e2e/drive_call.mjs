@@ -8,6 +8,7 @@
 // Options:
 //   --url URL             the call page (required)
 //   --mode MODE           chat | half_duplex (default half_duplex)
+//   --turn-end KIND       half_duplex: server_vad (a fixed pause, the default) | semantic_vad
 //   --text TEXT           chat mode: the message to type and send
 //   --wav FILE            the fake microphone (Chromium loops it); without it Chromium plays a beep
 //   --talk-ms N           chat mode without --text: hold the push-to-talk button for N ms
@@ -51,6 +52,7 @@ function parseOptions(argv) {
       options: {
         url: { type: "string" },
         mode: { type: "string", default: "half_duplex" },
+        "turn-end": { type: "string", default: "server_vad" },
         text: { type: "string" },
         wav: { type: "string" },
         "talk-ms": { type: "string" },
@@ -68,6 +70,9 @@ function parseOptions(argv) {
   const { values } = parsed;
   if (!values.url) throw new UsageError("--url is required");
   if (!["chat", "half_duplex"].includes(values.mode)) throw new UsageError("--mode must be chat or half_duplex");
+  if (!["server_vad", "semantic_vad"].includes(values["turn-end"])) {
+    throw new UsageError("--turn-end must be server_vad or semantic_vad");
+  }
   const viewport = /^(\d+)x(\d+)$/.exec(values.viewport);
   if (!viewport) throw new UsageError("--viewport must look like 1280x800");
   const timeoutMs = Number(values["timeout-ms"]);
@@ -79,6 +84,7 @@ function parseOptions(argv) {
   return {
     url: values.url,
     mode: values.mode,
+    turnEnd: values["turn-end"],
     text: values.text,
     wav: values.wav ? path.resolve(values.wav) : null,
     talkMs,
@@ -126,6 +132,7 @@ async function snapshot(page) {
       remoteAudioPeak: Number(stats.remoteAudioPeak.toFixed(4)),
       remoteAudioLoudMs: Math.round(stats.remoteAudioLoudMs),
       events: { ...stats.events },
+      endOfTurn: stats.endOfTurn ?? null,
       error: document.querySelector("#error")?.textContent ?? "",
     };
   });
@@ -190,6 +197,7 @@ async function run(options) {
       { timeout: 10_000 },
     );
     await page.selectOption("#mode", options.mode);
+    if (options.mode === "half_duplex") await page.selectOption("#turn-end", options.turnEnd);
     await page.click("#start");
 
     const connected = await waitUntil(

@@ -84,7 +84,21 @@ def test_half_duplex_call_with_a_spoken_question(browser_edge: ServiceProcess, t
     assert result["remoteAudioPeak"] > 0.05, "the assistant's voice arrived on the remote track"
     assert result["remoteAudioLoudMs"] > 500
     assert result["events"]["input_audio_buffer.speech_started"] >= 1
+    assert result["endOfTurn"] == {"detection": "server_vad", "reason": "silence"}
     assert result["final_state"] == "ended"
+
+
+def test_half_duplex_call_answered_when_the_turn_model_hears_the_question_finished(
+    browser_edge: ServiceProcess, tmp_path: Path
+) -> None:
+    wav = _fake_microphone(tmp_path / "question.wav", "What is the capital of France?")
+    args = ("--mode=half_duplex", "--turn-end=semantic_vad", f"--wav={wav}")
+    result = _drive(browser_edge, "half_duplex_semantic", tmp_path, *args)
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["endOfTurn"]["detection"] == "semantic_vad", result["endOfTurn"]
+    assert {"capital", "france"} <= set(spoken_words(result["user"][0])), result["user"]
+    assert result["remoteAudioPeak"] > 0.05, "the assistant's voice arrived on the remote track"
 
 
 def test_chat_call_with_a_typed_question(browser_edge: ServiceProcess, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ def test_vad_commands(vad_service: ServiceProcess, tmp_path: Path) -> None:
     out = run_block("vad", vad_service, tmp_path)
     assert '"status": "SERVING"' in out
     assert '"speech_started"' in out and '"speech_ended"' in out, "the stream from a file finds the speech"
+    assert '"turn_scored"' in out and '"turn_ended"' in out, "and judges where the turn ends"
 
 
 def test_llm_commands(llm_service: ServiceProcess, tmp_path: Path) -> None:

@@ -310,6 +310,7 @@ function resetStats() {
   stats.events = {};
   stats.remoteAudioPeak = 0;
   stats.remoteAudioLoudMs = 0;
+  stats.endOfTurn = null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,7 +338,10 @@ const HANDLERS = {
   "response.output_text.delta": (e) => onAssistantDelta(e.item_id, e.delta),
   "response.output_audio_transcript.done": (e) => onAssistantTextDone(e.item_id, e.transcript),
   "response.output_text.done": (e) => onAssistantTextDone(e.item_id, e.text),
-  "response.done": (e) => onResponseDone(e.response),
+  "response.done": (e) => {
+    stats.endOfTurn = e.response?.parley?.end_of_turn ?? stats.endOfTurn;
+    onResponseDone(e.response);
+  },
   "output_audio_buffer.started": () => {
     call.assistantSpeaking = true;
     setActivity("speaking");

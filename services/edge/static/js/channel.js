@@ -19,15 +19,18 @@ export function send(event) {
 function sessionConfig() {
   const mode = settings.mode;
   const voice = mode !== "chat" || settings.spoken;
-  const turnDetection =
-    mode === "half_duplex"
-      ? {
-          type: "server_vad",
-          threshold: settings.vadThreshold,
-          silence_duration_ms: settings.vadSilenceMs,
-          prefix_padding_ms: 300,
-        }
-      : null; // chat: the page commits turns itself (send, or release of the talk button)
+  let turnDetection = null; // chat: the page commits turns itself (send, or release of the talk button)
+  if (mode === "half_duplex") {
+    turnDetection =
+      settings.turnEnd === "semantic_vad"
+        ? { type: "semantic_vad", eagerness: "auto", threshold: settings.vadThreshold, prefix_padding_ms: 300 }
+        : {
+            type: "server_vad",
+            threshold: settings.vadThreshold,
+            silence_duration_ms: settings.vadSilenceMs,
+            prefix_padding_ms: 300,
+          };
+  }
   return {
     type: "realtime",
     output_modalities: [voice ? "audio" : "text"],

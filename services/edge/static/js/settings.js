@@ -98,10 +98,12 @@ function onModeChange() {
 function showVadValues() {
   ui.vadThresholdValue.textContent = Number(ui.vadThreshold.value).toFixed(2);
   ui.vadSilenceValue.textContent = `${ui.vadSilence.value} ms`;
+  ui.vadSilenceField.hidden = ui.turnEnd.value === "semantic_vad"; // the turn model decides instead
 }
 
 function onVadChange() {
   showVadValues();
+  settings.turnEnd = ui.turnEnd.value;
   settings.vadThreshold = Number(ui.vadThreshold.value);
   settings.vadSilenceMs = Number(ui.vadSilence.value);
   saveSettings();
@@ -113,6 +115,7 @@ export function restoreControls() {
   ui.spoken.checked = settings.spoken;
   ui.vadThreshold.value = String(settings.vadThreshold);
   ui.vadSilence.value = String(settings.vadSilenceMs);
+  ui.turnEnd.value = settings.turnEnd === "semantic_vad" ? "semantic_vad" : "server_vad";
   showVadValues();
 }
 
@@ -124,6 +127,7 @@ export function bindSettings() {
   ui.vadSilence.addEventListener("input", showVadValues);
   ui.vadThreshold.addEventListener("change", onVadChange);
   ui.vadSilence.addEventListener("change", onVadChange);
+  ui.turnEnd.addEventListener("change", onVadChange);
 
   ui.streaming.addEventListener("change", () => {
     settings.streaming = ui.streaming.checked;

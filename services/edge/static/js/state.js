@@ -33,6 +33,8 @@ export const ui = {
   vadSettings: $("vad-settings"),
   vadThreshold: $("vad-threshold"),
   vadThresholdValue: $("vad-threshold-value"),
+  turnEnd: $("turn-end"),
+  vadSilenceField: $("vad-silence-field"),
   vadSilence: $("vad-silence"),
   vadSilenceValue: $("vad-silence-value"),
   chatSettings: $("chat-settings"),
@@ -64,6 +66,7 @@ export const stats = {
   events: {},
   remoteAudioPeak: 0,
   remoteAudioLoudMs: 0,
+  endOfTurn: null, // the last response's `parley.end_of_turn`: how the server judged the turn over
 };
 window.parleyStats = stats;
 
@@ -73,7 +76,7 @@ window.parleyStats = stats;
 export const settings = loadSettings();
 
 function loadSettings() {
-  const defaults = { mode: null, streaming: true, spoken: true, vadThreshold: 0.5, vadSilenceMs: 500 };
+  const defaults = { mode: null, streaming: true, spoken: true, vadThreshold: 0.5, vadSilenceMs: 500, turnEnd: "server_vad" };
   try {
     return { ...defaults, ...JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}") };
   } catch {

@@ -1,0 +1,111 @@
+"""End of turn: the turn model's decision time, accuracy on the labelled set, and voice to voice.
+
+    make bench-turns        (or: .venv/bin/python -m bench.turns --help)
+
+1. Decision time of one scoring (features + Smart Turn v3.2 on one thread), in process and as
+   the VAD service reports it (TurnScored.inference_ms).
+2. The labelled set (tests/support/turn_samples.py: complete sentences, and the same sentences
+   with a 600-900 ms pause at a phrase boundary; espeak-ng and the Piper voice) through the VAD
+   service: server_vad at 500 ms of silence against semantic_vad at each scoring pause.
+   "decision" is the time from the last speech sample to the turn's end, on complete samples
+   whose end was recognised.
+3. Unless --no-v2v: voice to voice through a whole stack (bench/voice_to_voice.py) with
+   server_vad at 500 ms and with semantic_vad, the same questions in the same voice.
+
+Prints median and p95 figures; docs/benchmarks.md keeps the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import time
+
+import grpc
+import numpy as np
+
+from bench.voice_to_voice import bench as voice_to_voice
+from bench.voice_to_voice import figures, own_stack, turn_detection
+from services.vad.turn_model import SmartTurnModel
+from tests.support.processes import start_service
+from tests.support.turn_samples import TurnOutcome, detect_turn, make_samples, summary
+
+
+def in_process_scoring(samples: list[np.ndarray], repeats: int) -> list[float]:
+    model = SmartTurnModel()
+    model.score(samples[0])  # warm up
+    times = []
+    for _ in range(repeats):
+        for audio in samples:
+            started = time.perf_counter()
+            model.score(audio)
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def print_summary(name: str, outcomes: list[TurnOutcome]) -> None:
+    for voice in ("piper", "espeak"):
+        found = summary([o for o in outcomes if o.sample.voice == voice])
+        print(
+            f"  {name:<24} {voice:<7} accuracy {found['accuracy']:.2f}   complete recognised "
+            f"{found['complete_recognised']:>5}   paused not cut off {found['paused_not_cut_off']:>5}   "
+            f"decision median {found['decision_ms_median']} ms p95 {found['decision_ms_p95']} ms"
+        )
+
+
+async def labelled_set(pauses: list[int]) -> None:
+    samples = make_samples()
+    print(f"\nScoring time, in process, one thread (n={len(samples) * 3}):")
+    print(f"  {figures(in_process_scoring([s.audio[: s.speech_end + 3200] for s in samples], 3))}")
+    service = start_service("services.vad")
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_address) as channel:
+            print("\nLabelled set through the VAD service (16 sentences x 2 voices, complete and paused):")
+            print_summary("server_vad 500 ms", [await detect_turn(channel, s, False, 500) for s in samples])
+            reported: list[float] = []
+            for pause in pauses:
+                outcomes = [await detect_turn(channel, s, True, pause) for s in samples]
+                reported += [ms for o in outcomes for ms in o.scoring_ms]
+                print_summary(f"semantic_vad pause {pause} ms", outcomes)
+            print(f"\nScoring time reported by the service (TurnScored.inference_ms): {figures(reported)}")
+    finally:
+        service.stop()
+
+
+async def v2v(url: str, turns: int, voice: str, eagerness: str) -> None:
+    medians = {}
+    for kind in ("server_vad", "semantic_vad"):
+        detection = turn_detection(kind, 500, eagerness)
+        results = await voice_to_voice(url, turns, detection, client_prefetch=1, voice=voice)
+        reasons = {r: results.end_reasons.count(r) for r in sorted(set(results.end_reasons))}
+        print(f"  {kind:<13} voice to voice {figures(results.latencies)}   turns ended by {reasons}")
+        wait = results.stages["end_of_speech_wait"]
+        print(f"  {'':<13} end_of_speech_wait {figures(wait)}")
+        medians[kind] = statistics.median(results.latencies) if results.latencies else float("nan")
+    change = medians["semantic_vad"] - medians["server_vad"]
+    ratio = medians["semantic_vad"] / medians["server_vad"]
+    print(f"\nVoice-to-voice median change, semantic_vad vs server_vad 500 ms: {change:+.0f} ms ({ratio:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pause-ms", type=int, action="append", help="semantic scoring pauses (100 150 250)")
+    parser.add_argument("--no-v2v", action="store_true", help="skip the whole-stack voice-to-voice runs")
+    parser.add_argument("--url", help="a running edge for the voice-to-voice runs (default: start a stack)")
+    parser.add_argument("--turns", type=int, default=12, help="questions per voice-to-voice run")
+    parser.add_argument("--voice", choices=["espeak", "piper"], default="piper")
+    parser.add_argument("--eagerness", choices=["low", "medium", "high", "auto"], default="auto")
+    args = parser.parse_args()
+    asyncio.run(labelled_set(args.pause_ms or [100, 150, 250]))
+    if args.no_v2v:
+        return
+    print(f"\nVoice to voice, {args.voice} voice, {args.turns} questions each:")
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(own_stack([], [], []))
+        asyncio.run(v2v(url, args.turns, args.voice, args.eagerness))
+
+
+if __name__ == "__main__":
+    main()
