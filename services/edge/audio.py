@@ -80,10 +80,16 @@ class PcmResampler:
         return np.asarray(self._stream.resample_chunk(samples), dtype="<i2").tobytes()
 
 
+# Called with each piece of audio as it starts playing (silence included), its rate and the
+# monotonic time it starts: the echo guard's reference.
+PlayedTap = Callable[[bytes, int, float], None]
+
+
 class AudioOutput(Protocol):
     """Where a session's assistant audio goes, and what it knows about its playback."""
 
     sample_rate: int
+    on_played: PlayedTap | None
 
     def write(self, pcm16: bytes) -> None:
         """Queue audio for playback."""
@@ -91,9 +97,19 @@ class AudioOutput(Protocol):
     def clear(self) -> int:
         """Drop queued audio that has not been played; return how many samples were dropped."""
 
+    def pause(self) -> None:
+        """Stop playing (silence goes out) but keep what is queued."""
+
+    def resume(self) -> None:
+        """Play on from where ``pause`` stopped."""
+
     @property
     def played_samples(self) -> int:
         """Samples played out since the session began."""
+
+    @property
+    def queued_samples(self) -> int:
+        """Samples written and not yet played."""
 
     async def drained(self) -> None:
         """Wait until everything written so far has been played."""
@@ -108,6 +124,8 @@ class AssistantAudioTrack(MediaStreamTrack):
 
     def __init__(self, on_started: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self.on_played: PlayedTap | None = None
+        self._paused = False
         self._queue = bytearray()
         self._frame_samples = WEBRTC_RATE * FRAME_MS // 1000
         self._start: float | None = None
@@ -127,12 +145,23 @@ class AssistantAudioTrack(MediaStreamTrack):
     def clear(self) -> int:
         dropped = len(self._queue) // 2
         self._queue.clear()
+        self._paused = False
         self._idle.set()
         return dropped
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
 
     @property
     def played_samples(self) -> int:
         return self._played
+
+    @property
+    def queued_samples(self) -> int:
+        return len(self._queue) // 2
 
     async def drained(self) -> None:
         await self._idle.wait()
@@ -150,12 +179,17 @@ class AssistantAudioTrack(MediaStreamTrack):
             if delay > 0:
                 await asyncio.sleep(delay)
         wanted = self._frame_samples * 2
-        chunk = bytes(self._queue[:wanted])
-        del self._queue[:wanted]
-        self._played += len(chunk) // 2
-        if len(chunk) < wanted:
-            chunk += bytes(wanted - len(chunk))
-            self._idle.set()
+        if self._paused:
+            chunk = bytes(wanted)
+        else:
+            chunk = bytes(self._queue[:wanted])
+            del self._queue[:wanted]
+            self._played += len(chunk) // 2
+            if len(chunk) < wanted:
+                chunk += bytes(wanted - len(chunk))
+                self._idle.set()
+        if self.on_played is not None:
+            self.on_played(chunk, WEBRTC_RATE, time.monotonic())
         frame = av.AudioFrame.from_ndarray(
             np.frombuffer(chunk, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
         )
@@ -171,15 +205,25 @@ class PlaybackClock:
 
     def __init__(self, sample_rate: int, send: Callable[[bytes], None]) -> None:
         self.sample_rate = sample_rate
+        self.on_played: PlayedTap | None = None
         self._send = send
         self._ends_at = 0.0  # monotonic time the audio sent so far finishes playing
         self._sent = 0
         self._dropped = 0
+        self._paused: bytearray | None = None  # audio kept back while paused (not sent yet)
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
 
     def write(self, pcm16: bytes) -> None:
+        if self._paused is not None:
+            self._paused += pcm16
+            return
         now = time.monotonic()
-        self._ends_at = max(self._ends_at, now) + len(pcm16) / 2 / self.sample_rate
+        starts = max(self._ends_at, now)
+        self._ends_at = starts + len(pcm16) / 2 / self.sample_rate
         self._sent += len(pcm16) // 2
+        if self.on_played is not None:
+            self.on_played(pcm16, self.sample_rate, starts)
         self._send(pcm16)
 
     def clear(self) -> int:
@@ -187,14 +231,40 @@ class PlaybackClock:
         self._ends_at = time.monotonic()
         dropped = int(unplayed * self.sample_rate)
         self._dropped += dropped
+        if self._paused is not None:
+            dropped += len(self._paused) // 2
+            self._paused = None
+            self._unpaused.set()
         return dropped
+
+    def pause(self) -> None:
+        """Send nothing more until ``resume`` (what the client holds already, it plays)."""
+        if self._paused is None:
+            self._paused = bytearray()
+            self._unpaused.clear()
+
+    def resume(self) -> None:
+        held, self._paused = self._paused, None
+        self._unpaused.set()
+        if held:
+            self.write(bytes(held))
 
     @property
     def played_samples(self) -> int:
         unplayed = max(0.0, self._ends_at - time.monotonic())
         return self._sent - self._dropped - int(unplayed * self.sample_rate)
 
+    @property
+    def queued_samples(self) -> int:
+        unplayed = max(0.0, self._ends_at - time.monotonic())
+        return int(unplayed * self.sample_rate) + (len(self._paused) // 2 if self._paused is not None else 0)
+
     async def drained(self) -> None:
-        delay = self._ends_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the client's playback clock, not a race
+        while True:
+            delay = self._ends_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the client's playback clock, not a race
+            elif self._paused:
+                await self._unpaused.wait()  # kept-back audio plays once resumed (or is cleared)
+            else:
+                return

@@ -8,7 +8,7 @@ from services.edge.protocol import ProtocolError, SessionConfig, TurnDetection
 from services.edge.settings import EdgeSettings
 
 # Modes this edge runs today; the others are accepted by the schema and refused with a message.
-AVAILABLE_MODES = ("chat", "half_duplex")
+AVAILABLE_MODES = ("chat", "half_duplex", "full_duplex")
 DEFAULT_MODEL = "parley"
 
 

@@ -37,3 +37,16 @@ END_OF_TURN = Counter(
     "complete: the turn model judged it finished, max_wait: it did not but the silence was long enough).",
     ["detection", "reason"],
 )
+BARGE_INS = Counter("parley_edge_barge_ins", "Replies cancelled because the user spoke over them (full duplex).")
+FALSE_INTERRUPTIONS = Counter(
+    "parley_edge_false_interruptions",
+    "Speech over the assistant that paused it but ended too soon to cancel the reply, which played on.",
+)
+ECHO_REJECTED = Counter(
+    "parley_edge_echo_rejected", "Speech starts over the assistant taken for its own voice coming back (echo)."
+)
+BARGE_IN_SECONDS = Histogram(
+    "parley_edge_barge_in_seconds",
+    "From the interrupting speech reaching the edge to the assistant's voice paused.",
+    buckets=(0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0),
+)

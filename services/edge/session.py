@@ -12,6 +12,11 @@ Turn-taking by mode:
   ends the turn's input and the reply streams into speech. The microphone is ignored (heard as
   silence) while the assistant answers and for a short guard after, so its own voice coming
   back through the speakers cannot start a turn.
+- full-duplex: as half-duplex, but the microphone stays open. Speech over the assistant (unless
+  the echo guard takes it for the assistant's own voice) pauses the assistant's voice at once and
+  opens the user's next turn with the speech's start; if the speech goes on for
+  ``barge_in_min_speech_ms`` the reply is cancelled and cut to what was heard (a barge-in), and
+  if it ends sooner (a cough, a short "mm-hm") the reply plays on.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from PIL import Image
 from services.edge import events, metrics, protocol
 from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResampler
 from services.edge.config import SessionState
+from services.edge.echo import EchoGuard
 from services.edge.events import Event
 from services.edge.models import ModelServices, ServiceFailure
 from services.edge.protocol import ProtocolError
@@ -90,6 +96,15 @@ class Session:
         self._response_turn: Turn | None = None  # the turn producing the current response
         self._listening = True
         self._vad: VadStream | None = None
+        # Full duplex.
+        self._echo = EchoGuard(correlation=settings.echo_correlation)
+        self._speaking: Turn | None = None  # the turn whose voice is playing (or paused)
+        self._echo_tail_until = 0.0  # the last reply's echo may still be coming back until then
+        self._barge_in_at: int | None = None  # speech over the assistant: its input offset when heard
+        self._echo_speech: int | None = None  # a speech start taken for echo, re-checked as it goes
+        self._echo_checked = 0.0
+        self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
+        self._replies: dict[str, Turn] = {}  # assistant item id -> turn, for conversation.item.truncate
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_prompt: str | None = None
         self._last_activity = time.monotonic()
@@ -100,6 +115,8 @@ class Session:
     # Lifecycle.
 
     def start(self) -> None:
+        if self.output is not None:
+            self.output.on_played = self._echo.played
         self.emit({"type": "session.created", "session": self.state.to_event_object()})
         self._restart_vad()
         self.spawn(self._watchdog())
@@ -173,8 +190,12 @@ class Session:
             return
         if not self._listening:
             pcm16 = bytes(len(pcm16))
+        now = time.monotonic()
         self._input.append(pcm16)
-        self._arrivals.append((self._input.total, time.monotonic()))
+        self._arrivals.append((self._input.total, now))
+        if self.state.mode == "full_duplex":
+            self._echo.heard(pcm16, INPUT_RATE, now)
+            self._check_interruption(now)
         if self._vad is not None:
             self._vad.push(pcm16)
         if self._user_turn is not None:
@@ -225,6 +246,8 @@ class Session:
             if turn is None or (event.response_id and event.response_id != turn.response_id):
                 raise ProtocolError("response_cancel_not_active", "there is no active response to cancel", event_id)
             turn.cancel()
+        elif isinstance(event, protocol.ConversationItemTruncate):
+            self._truncate_item(event)
         elif isinstance(event, protocol.OutputAudioBufferClear):
             assert self.output is not None
             self.output.clear()
@@ -396,6 +419,10 @@ class Session:
 
     def _start_response(self, turn: Turn) -> None:
         self._response_turn = turn
+        self._speaking = turn
+        self._replies[turn.item_id] = turn
+        while len(self._replies) > 32:
+            del self._replies[next(iter(self._replies))]
         self._last_item_id = turn.item_id
         self.spawn(self._follow(turn))
 
@@ -419,10 +446,15 @@ class Session:
         assert self.output is not None
         if turn.audio_samples:
             await self.output.drained()
-            if self.transport == "webrtc":
+            if self._speaking is turn:
+                self._speaking = None
+                self._echo_tail_until = time.monotonic() + self._echo.max_delay
+            if self.transport == "webrtc" and turn.heard is None:
                 self.emit({"type": "output_audio_buffer.stopped", "response_id": turn.response_id})
-            if self._settings.echo_guard_ms and self.state.turn_detection is not None:
+            if self._settings.echo_guard_ms and self.state.mode == "half_duplex":
                 await asyncio.sleep(self._settings.echo_guard_ms / 1000)  # the guard is a duration, not a race
+        elif self._speaking is turn:
+            self._speaking = None
         if self._response_turn is None and self._user_turn is None:
             self._listening = True
 
@@ -485,6 +517,16 @@ class Session:
         if self._held_turn is not None:
             self._resume_held_turn()
             return
+        if self.state.mode == "full_duplex" and self._user_turn is None:
+            now = time.monotonic()
+            replying = self._speaking is not None or self._response_turn is not None
+            if (replying or now < self._echo_tail_until) and self._echo.is_echo(now):
+                metrics.ECHO_REJECTED.inc()
+                self._echo_speech, self._echo_checked = start, now
+                return
+            if replying:
+                self._begin_barge_in(start, now)
+                return
         if not self._listening or self._user_turn is not None or self._response_turn is not None:
             return
         self._last_activity = time.monotonic()
@@ -500,6 +542,8 @@ class Session:
         options.replaces_turn_id = replaces
         turn = self._new_turn(options)
         turn.start_offset = start
+        if self._cut is not None:  # a reply this user spoke over: cut before it is answered
+            turn.send_cut(*self._cut)
         turn.send_audio(self._input.slice(start))
         return turn
 
@@ -507,9 +551,16 @@ class Session:
         """A pause of the VAD's silence. With server_vad it ends the turn if that silence is the
         turn's; with semantic_vad the VAD service judges whether the turn is over (on_turn_ended).
         Either way a shorter pause may start the answer early, held back until the turn ends."""
+        self._echo_speech = None
         turn, detection = self._user_turn, self.state.turn_detection
         if turn is None or detection is None:
             return
+        if self._barge_in_at is not None:
+            pad = detection.prefix_padding_ms * INPUT_RATE // 1000
+            if end - pad - self._barge_in_at < self._settings.barge_in_min_speech_ms * INPUT_RATE // 1000:
+                self._false_interruption(end)
+                return
+            self._commit_barge_in()
         now = time.monotonic()
         pause = pause_ms(detection, self._settings.speculative_pause_ms)
         # The VAD speaks after the pause; the speech ended that long before the audio it has seen.
@@ -580,6 +631,132 @@ class Session:
         self._end_user_turn(self._held_end, input_already_ended=True)
         turn.release()
 
+    # Full duplex: speech over the assistant.
+
+    def _check_interruption(self, now: float) -> None:
+        """As input arrives: commit a barge-in whose speech has lasted long enough; re-check a
+        speech start taken for echo (the user may have started talking over it)."""
+        if self._barge_in_at is not None:
+            detection = self.state.turn_detection
+            pause = pause_ms(detection, self._settings.speculative_pause_ms) if detection else 0
+            # The VAD reports the end of speech `pause` after it: this much input with no end
+            # reported means the speech lasted barge_in_min_speech_ms.
+            lasted = self._input.total - self._barge_in_at
+            if lasted >= (self._settings.barge_in_min_speech_ms + pause) * INPUT_RATE // 1000:
+                self._commit_barge_in()
+        elif self._echo_speech is not None and now - self._echo_checked >= 0.1:
+            # Speech taken for echo goes on: is it still echo, or the user talking over it (or on
+            # after the assistant stopped)? Either way the user's turn keeps half a second before now.
+            self._echo_checked = now
+            if self._echo.is_echo(now):
+                return
+            start = max(self._echo_speech, self._input.total - INPUT_RATE // 2)
+            self._echo_speech = None
+            if self._speaking is not None or self._response_turn is not None:
+                self._begin_barge_in(start, now)
+            elif self._user_turn is None:
+                self.on_speech_started(start)
+
+    def _begin_barge_in(self, start: int, now: float) -> None:
+        """Speech over the assistant: pause its voice now, and hear the user out."""
+        assert self.output is not None
+        self.output.pause()
+        self._barge_in_at = self._input.total
+        detection = self.state.turn_detection
+        pad = detection.prefix_padding_ms * INPUT_RATE // 1000 if detection else 0
+        onset = min(start + pad, self._input.total)
+        metrics.BARGE_IN_SECONDS.observe(max(0.0, now - self._arrival_time(onset)))
+        self._last_activity = now
+        item_id = events.new_id("item")
+        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
+        self._user_turn = self._open_voice_turn(item_id, start)
+
+    def _false_interruption(self, end: int) -> None:
+        """The speech over the assistant ended too soon to count: play the reply on."""
+        assert self.output is not None
+        self._barge_in_at = None
+        self.output.resume()
+        turn, self._user_turn = self._user_turn, None
+        if turn is not None:
+            turn.discard()
+            item_id = turn.options.user_item_id
+            self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
+            self.emit({"type": "input_audio_buffer.cleared"})
+        metrics.FALSE_INTERRUPTIONS.inc()
+
+    def _commit_barge_in(self) -> None:
+        """The user is talking over the assistant: stop the reply for good, cut to what was heard."""
+        assert self.output is not None
+        self._barge_in_at = None
+        interrupted = self._speaking or self._response_turn
+        for turn in {self._speaking, self._response_turn}:
+            if turn is not None:
+                self._stop_reply(turn, turn.heard_samples(), "turn_detected")
+        self.output.clear()
+        if interrupted is not None:
+            metrics.BARGE_INS.inc()
+
+    def _stop_reply(self, turn: Turn, heard_samples: int, reason: str) -> None:
+        """Cut ``turn``'s reply to its first ``heard_samples`` of audio: cancel it if it still
+        runs, tell the client, and have the LLM keep only the heard part."""
+        assert self.output is not None
+        text = turn.truncate(heard_samples)
+        turn.cancel(reason)
+        if self.transport == "webrtc" and self._speaking is turn:
+            self.emit({"type": "output_audio_buffer.cleared", "response_id": turn.response_id})
+        self.emit(
+            {
+                "type": "conversation.item.truncated",
+                "item_id": turn.item_id,
+                "content_index": 0,
+                "audio_end_ms": heard_samples * 1000 // self.output.sample_rate,
+                "parley": {"transcript": text},
+            }
+        )
+        if self._user_turn is not None:
+            self._user_turn.send_cut(turn.turn_id, text)
+        self._cut = (turn.turn_id, text)
+
+    def _truncate_item(self, event: protocol.ConversationItemTruncate) -> None:
+        """conversation.item.truncate: the client says how much of a reply its user heard."""
+        assert self.output is not None
+        turn = self._replies.get(event.item_id)
+        if turn is None:
+            raise ProtocolError(
+                "item_not_found", f"no assistant item {event.item_id!r} to truncate", event.event_id, "item_id"
+            )
+        if event.content_index != 0:
+            raise ProtocolError("invalid_value", "content_index must be 0", event.event_id, "content_index")
+        audio_ms = turn.audio_samples * 1000 // self.output.sample_rate
+        if event.audio_end_ms > audio_ms:
+            raise ProtocolError(
+                "invalid_value",
+                f"audio_end_ms {event.audio_end_ms} is beyond the item's {audio_ms} ms of audio",
+                event.event_id,
+                "audio_end_ms",
+            )
+        if self._speaking is turn:
+            self.output.clear()
+        self._stop_reply(turn, event.audio_end_ms * self.output.sample_rate // 1000, "client_cancelled")
+        if self._user_turn is None:  # no turn to carry the cut: tell the LLM directly
+            self._cut = None
+            self.spawn(self._truncate_in_llm(turn))
+
+    async def _truncate_in_llm(self, turn: Turn) -> None:
+        """Between turns nothing carries the cut: call TruncateReply once the turn has wound up."""
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await turn.task
+        try:
+            await self._services.llm.TruncateReply(
+                conversation_pb2.TruncateReplyRequest(
+                    session_id=self.session_id, turn_id=turn.turn_id, heard_text=turn.spoken_text
+                ),
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:  # a reply the LLM never kept needs no cut
+                log.warning("truncate failed", extra={"session": self.session_id, "status": exc.code().name})
+
     def _end_user_turn(self, end: int, input_already_ended: bool = False) -> None:
         turn = self._user_turn
         assert turn is not None and turn.options.user_item_id is not None
@@ -594,6 +771,7 @@ class Session:
         ).inc()
         if self.state.mode == "half_duplex":
             self._listening = False
+        self._cut = None  # carried by this turn (or by the turn it replaced)
         self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
         self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
         self._commit_offset = self._input.total

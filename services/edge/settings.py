@@ -80,6 +80,21 @@ class EdgeSettings(ProcessSettings):
     echo_guard_ms: int = Field(
         300, ge=0, le=5000, description="Half-duplex: microphone input ignored this long after the assistant stops."
     )
+    barge_in_min_speech_ms: int = Field(
+        400,
+        ge=0,
+        le=5000,
+        description="Full duplex: speech over the assistant pauses its voice at once; once the speech has "
+        "lasted this long the reply is cancelled (a barge-in), and if it ends sooner (a cough, a short "
+        "'mm-hm') the reply plays on.",
+    )
+    echo_correlation: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Full duplex: input whose spectrogram follows what was just played this closely (0-1) is "
+        "taken for the assistant's own voice coming back, not the user. 1 turns the check off.",
+    )
 
     ice_servers: list[str] = Field(
         default_factory=list,

@@ -106,7 +106,13 @@ class Turn:
         self._input_ended = False
         self._cancelled = False
         self.status = "in_progress"
+        self.cancel_reason = "client_cancelled"
         self.audio_samples = 0
+        # Where the turn's first audio sits in the output's timeline (played + queued samples),
+        # and the text of each spoken piece with its sample range: what was heard, at barge-in.
+        self.output_start: int | None = None
+        self._segments: list[tuple[str, int, int]] = []
+        self.heard: str | None = None  # the reply cut to what the user heard (truncated)
         self.failure: ServiceFailure | None = None
         self.replied = False  # a response was announced (the user said something)
         self.start_offset = 0  # where the user's speech began in the session's input (voice turns)
@@ -128,6 +134,12 @@ class Turn:
 
     def send_text(self, text: str) -> None:
         self._inputs.put_nowait(conversation_pb2.RespondRequest(text=conversation_pb2.TextInput(text=text)))
+
+    def send_cut(self, turn_id: str, heard_text: str) -> None:
+        """Have the LLM cut an earlier reply to what was heard before it answers this turn."""
+        if not self._input_ended:
+            cut = conversation_pb2.CutReply(turn_id=turn_id, heard_text=heard_text)
+            self._inputs.put_nowait(conversation_pb2.RespondRequest(cut_reply=cut))
 
     def send_image(self, jpeg: bytes) -> None:
         self._inputs.put_nowait(conversation_pb2.RespondRequest(image=audio_pb2.ImageFrame(jpeg=jpeg)))
@@ -151,9 +163,14 @@ class Turn:
                 event["response"]["parley"] = self._parley()
             self._emit_now(event)
         for pcm in self._held_audio:
-            self._output.write(pcm)
+            self._write_audio(pcm)
         self._held_events.clear()
         self._held_audio.clear()
+
+    def _write_audio(self, pcm: bytes) -> None:
+        if self.output_start is None:
+            self.output_start = self._output.played_samples + self._output.queued_samples
+        self._output.write(pcm)
 
     def discard(self) -> None:
         """Stop a held turn without a trace: nothing it held or would send reaches the client."""
@@ -178,8 +195,43 @@ class Turn:
     def reply_text(self) -> str:
         return "".join(self._text)
 
-    def cancel(self) -> None:
-        """Stop the reply now: cancel both calls and drop unplayed audio (response.cancel)."""
+    @property
+    def spoken_text(self) -> str:
+        """The reply as the client has it: cut to what was heard after a truncation."""
+        return self.reply_text if self.heard is None else self.heard
+
+    def heard_samples(self) -> int:
+        """How much of this turn's audio has been played out so far."""
+        if self.output_start is None:
+            return 0
+        played = self._output.played_samples - self.output_start
+        return max(0, min(played, self.audio_samples))
+
+    def text_heard_by(self, samples: int) -> str:
+        """The reply's text spoken in its first ``samples`` of audio: whole pieces, then the
+        words of the piece playing at that moment in proportion to how much of it played."""
+        heard = []
+        for text, start, end in self._segments:
+            if end <= samples:
+                heard.append(text)
+                continue
+            if start < samples:
+                words = text.split()
+                spoken = round(len(words) * (samples - start) / max(1, end - start))
+                if spoken:
+                    heard.append(" ".join(words[:spoken]))
+            break
+        return " ".join(part.strip() for part in heard if part.strip())
+
+    def truncate(self, samples: int) -> str:
+        """Cut the reply to its first ``samples`` of audio (what the user heard); the text."""
+        self.heard = self.text_heard_by(min(samples, self.audio_samples))
+        return self.heard
+
+    def cancel(self, reason: str = "client_cancelled") -> None:
+        """Stop the reply now: cancel both calls and drop unplayed audio (response.cancel, or
+        ``turn_detected`` at a barge-in)."""
+        self.cancel_reason = reason
         if self._stop_calls():
             self._output.clear()
 
@@ -358,7 +410,10 @@ class Turn:
                         continue
                     if self.timings.first_audio is None:
                         self.timings.first_audio = time.monotonic()
-                    self._output.write(pcm)
+                    self._write_audio(pcm)
+                elif kind == "segment":
+                    segment = response.segment
+                    self._segments.append((segment.text, segment.start_offset_samples, segment.end_offset_samples))
                 elif kind == "done":
                     self.timings.tts = dict(response.done.timings.durations_ms)
         except grpc.aio.AioRpcError as exc:
@@ -371,7 +426,7 @@ class Turn:
         return {"response_id": self.response_id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
 
     def _part(self, done: bool) -> dict[str, Any]:
-        text = self.reply_text if done else ""
+        text = self.spoken_text if done else ""
         if "audio" in self.options.modalities:
             return {"type": "audio", "transcript": text}
         return {"type": "text", "text": text}
@@ -398,7 +453,7 @@ class Turn:
         self._emit({"type": "response.content_part.added", **self._where(), "part": self._part(done=False)})
 
     def _finish(self) -> None:
-        text = self.reply_text
+        text = self.spoken_text
         where = self._where()
         if "audio" in self.options.modalities:
             self._emit({"type": "response.output_audio.done", **where})
@@ -415,7 +470,7 @@ class Turn:
         self._emit({"type": "conversation.item.done", "item": item})
         details: dict[str, Any] | None = None
         if self.status == "cancelled":
-            details = {"type": "cancelled", "reason": "client_cancelled"}
+            details = {"type": "cancelled", "reason": self.cancel_reason}
         elif self.status == "failed" and self.failure is not None:
             details = {
                 "type": "failed",

@@ -204,6 +204,10 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                     turn.add_text(request.text.text)
                 elif kind == "end_of_unit":
                     turn.end_unit()
+                elif kind == "cut_reply":
+                    if len(request.cut_reply.heard_text) > self._settings.max_turn_text_chars:
+                        raise InvalidRequest("cut_reply.heard_text is longer than the text limit")
+                    turn.cuts.append((request.cut_reply.turn_id, request.cut_reply.heard_text))
                 elif kind == "end_of_input":
                     break
                 elif kind == "header":
@@ -226,6 +230,10 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         transcript: str,
         timings: dict[str, float],
     ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
+        for turn_id, heard_text in turn.cuts:  # what the user heard of replies they spoke over
+            exchange = session.find(turn_id)
+            if exchange is not None and exchange.reply is not None:
+                exchange.reply = heard_text
         user_text = "\n".join([*turn.texts, transcript] if transcript else turn.texts).strip()
         notice = CANNOT_SEE_IMAGES if turn.images and not self._engine.sees_images else ""
         stats = GenerationStats(finish_reason="no_reply")

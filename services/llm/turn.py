@@ -63,6 +63,7 @@ class TurnInput:
         self._mode = mode
         self.transcriber = transcriber
         self.texts: list[str] = []
+        self.cuts: list[tuple[str, str]] = []  # (turn_id, heard_text): earlier replies to cut first
         self._text_chars = 0
         self.images: list[bytes] = []
         self.units = 0

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,17 +29,26 @@ class MicrophoneTrack(AssistantAudioTrack):
 
     def __init__(self) -> None:
         super().__init__()
+        self.clip_started: list[float] = []  # monotonic time each clip's first sample was sent
         self.clip_ended: list[float] = []  # monotonic time each clip's last sample was sent
+        self._clip_starts: list[int] = []  # played-sample counts at which the queued clips start
         self._clip_ends: list[int] = []  # played-sample counts at which the queued clips end
         self._queued = 0
         self._played_out = asyncio.Event()
+        self._echo = np.zeros(0, dtype=np.float32)  # sound from the loudspeaker, mixed in as it comes
 
     def play(self, samples: np.ndarray) -> None:
         pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+        self._clip_starts.append(self._queued)
         self._queued += len(pcm) // 2
         self._clip_ends.append(self._queued)
         self._played_out.clear()
         self.write(pcm)
+
+    def hear(self, samples: np.ndarray) -> None:
+        """Mix ``samples`` (int16 scale) into what the microphone sends next: the loudspeaker's
+        sound reaching the microphone."""
+        self._echo = np.concatenate((self._echo, samples.astype(np.float32)))
 
     async def played_out(self) -> None:
         """Wait until every queued clip has been sent."""
@@ -46,6 +56,17 @@ class MicrophoneTrack(AssistantAudioTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await super().recv()
+        while self._clip_starts and self._clip_starts[0] < self.played_samples:
+            self._clip_starts.pop(0)
+            self.clip_started.append(time.monotonic())
+        if len(self._echo) >= FRAME:
+            mixed = frame.to_ndarray().reshape(-1).astype(np.float32) + self._echo[:FRAME]
+            self._echo = self._echo[FRAME:]
+            out = av.AudioFrame.from_ndarray(
+                np.clip(mixed, -32768, 32767).astype("<i2").reshape(1, -1), format="s16", layout="mono"
+            )
+            out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+            frame = out
         while self._clip_ends and self._clip_ends[0] <= self.played_samples:
             self._clip_ends.pop(0)
             self.clip_ended.append(time.monotonic())
@@ -58,12 +79,20 @@ class RealtimeCall:
     """One WebRTC call to the edge. ``events`` collects server events; ``audio`` the received
     assistant audio (48 kHz mono int16) with the arrival time of each frame in ``audio_times``."""
 
-    def __init__(self, base_url: str, receive_prefetch: int = 4) -> None:
+    def __init__(
+        self, base_url: str, receive_prefetch: int = 4, echo_gain: float = 0.0, echo_delay_ms: int = 0
+    ) -> None:
+        """``echo_gain``: the received audio comes back into the microphone at this gain (a
+        loudspeaker heard by the microphone, no echo cancellation), ``echo_delay_ms`` later
+        than it arrives."""
         limit_ice_host_addresses(["127.0.0.1"])  # the client's media stays on loopback too
         self._receive_prefetch = receive_prefetch
+        self._echo_gain = echo_gain
         self.base_url = base_url.rstrip("/")
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.microphone = MicrophoneTrack()
+        if echo_gain:
+            self.microphone.hear(np.zeros(RATE * echo_delay_ms // 1000))
         self.events: list[dict[str, Any]] = []
         self.audio: list[np.ndarray] = []
         self.audio_times: list[float] = []
@@ -126,6 +155,9 @@ class RealtimeCall:
                 if frame.layout.name == "stereo":
                     samples = samples[::2]
                 self.audio.append(samples.astype(np.int16))
+                if self._echo_gain:
+                    self.microphone.hear(samples.astype(np.float32) * self._echo_gain)
+                await self._notify()
 
     def send(self, event: dict[str, Any]) -> None:
         self._channel.send(json.dumps(event))
@@ -142,6 +174,11 @@ class RealtimeCall:
         assert event is not None
         return event
 
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 30) -> None:  # noqa: ASYNC109
+        """Wait until ``condition()`` holds, checked at every event and every received frame."""
+        async with self._new_event:
+            await asyncio.wait_for(self._new_event.wait_for(condition), timeout)
+
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == event_type]
 
@@ -153,6 +190,15 @@ class RealtimeCall:
         audio = self.received_audio().astype(np.float64)
         frames = audio[: len(audio) // FRAME * FRAME].reshape(-1, FRAME)
         return float((np.sqrt((frames**2).mean(axis=1)) > rms_threshold).sum() * FRAME / RATE)
+
+    def last_loud_time(self, after: float, before: float, threshold: int = 500) -> float | None:
+        """Arrival time of the last received frame between ``after`` and ``before`` with a sample
+        above ``threshold``."""
+        found = None
+        for when, samples in zip(self.audio_times, self.audio, strict=False):
+            if after <= when < before and np.abs(samples).max(initial=0) > threshold:
+                found = when
+        return found
 
     def first_loud_time(self, after: float, threshold: int = 500) -> float | None:
         """Arrival time of the first received frame after ``after`` with a sample above ``threshold``."""

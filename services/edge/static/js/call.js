@@ -25,10 +25,12 @@ import {
   onAssistantDelta,
   onAssistantTextDone,
   onItemAdded,
+  onItemTruncated,
   onResponseCreated,
   onResponseDone,
   onUserTranscript,
   resetConversation,
+  settlePendingUserEntries,
   userEntry,
 } from "./transcript.js";
 
@@ -311,6 +313,7 @@ function resetStats() {
   stats.remoteAudioPeak = 0;
   stats.remoteAudioLoudMs = 0;
   stats.endOfTurn = null;
+  stats.truncations = [];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +333,9 @@ const HANDLERS = {
     setActivity("thinking");
   },
   "conversation.item.added": (e) => onItemAdded(e.item),
+  "conversation.item.truncated": onItemTruncated,
+  // A false interruption (speech over the assistant too short to count): the turn it opened is gone.
+  "input_audio_buffer.cleared": () => settlePendingUserEntries(),
   "conversation.item.input_audio_transcription.delta": (e) => onUserTranscript(e.item_id, e.delta, false),
   "conversation.item.input_audio_transcription.completed": (e) => onUserTranscript(e.item_id, e.transcript, true),
   "response.created": onResponseCreated,

@@ -2,7 +2,7 @@
 // channel "oai-events". See REALTIME_PROTOCOL.md for the events.
 
 import { isConnected } from "./page.js";
-import { call, settings } from "./state.js";
+import { call, isVoiceMode, settings } from "./state.js";
 
 export function newId(prefix) {
   const bytes = crypto.getRandomValues(new Uint8Array(10));
@@ -20,7 +20,7 @@ function sessionConfig() {
   const mode = settings.mode;
   const voice = mode !== "chat" || settings.spoken;
   let turnDetection = null; // chat: the page commits turns itself (send, or release of the talk button)
-  if (mode === "half_duplex") {
+  if (isVoiceMode(mode)) {
     turnDetection =
       settings.turnEnd === "semantic_vad"
         ? { type: "semantic_vad", eagerness: "auto", threshold: settings.vadThreshold, prefix_padding_ms: 300 }

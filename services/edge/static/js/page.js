@@ -1,7 +1,7 @@
 // Page state: the status line, which controls are enabled, the activity label and the error
 // banner.
 
-import { attachment, call, settings, stats, ui } from "./state.js";
+import { attachment, call, isVoiceMode, settings, stats, ui } from "./state.js";
 
 // ---------------------------------------------------------------------------------------------
 // Page state: status line, controls, activity.
@@ -57,7 +57,7 @@ export function setActivity(activity) {
 // The activity when nothing is happening: waiting for the person.
 export function restingActivity() {
   if (!isConnected()) return "idle";
-  return settings.mode === "half_duplex" ? "listening" : "ready";
+  return isVoiceMode(settings.mode) ? "listening" : "ready";
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,14 +6,14 @@ import { sendSessionUpdate } from "./channel.js";
 import { applyMicForMode, stopTalking } from "./chat.js";
 import { closeCamera } from "./media.js";
 import { connectedStatus, isConnected, restingActivity, setActivity, showError } from "./page.js";
-import { call, saveSettings, settings, ui } from "./state.js";
+import { call, isVoiceMode, saveSettings, settings, ui } from "./state.js";
 import { entries, renderEntry, settlePendingUserEntries } from "./transcript.js";
 
 export const KNOWN_MODES = ["chat", "half_duplex", "full_duplex", "omni"];
 const MODE_HINTS = {
   chat: "Type a message, attach an image, or hold the talk button. Parley answers in text and voice.",
   half_duplex: "Hands-free: speak, pause, and Parley answers out loud.",
-  full_duplex: "Talk over Parley to interrupt it. Not available on this server yet.",
+  full_duplex: "Hands-free, and you can interrupt: start talking and Parley stops to listen.",
   omni: "Voice plus the camera. Not available on this server yet.",
 };
 export const FALLBACK_CONFIG = { ice_servers: [], modes: ["chat", "half_duplex"], default_mode: "half_duplex", idle_timeout_seconds: null };
@@ -66,7 +66,7 @@ export function renderMode() {
   ui.composer.hidden = !chat;
   ui.chatSettings.hidden = !chat;
   ui.voicePanel.hidden = chat;
-  ui.vadSettings.hidden = mode !== "half_duplex";
+  ui.vadSettings.hidden = !isVoiceMode(mode);
   document.body.dataset.mode = mode;
   if (!chat) closeCamera();
 }
@@ -76,7 +76,7 @@ export function renderMode() {
 
 function onModeChange() {
   const mode = ui.mode.value;
-  if (call && mode === "half_duplex" && !call.micTrack) {
+  if (call && isVoiceMode(mode) && !call.micTrack) {
     // Voice needs a microphone and this call has none; changing tracks mid-call is not supported.
     showError("Voice mode needs the microphone, which this call does not have. End the call, allow the microphone and start again.");
     ui.mode.value = settings.mode;
@@ -107,7 +107,7 @@ function onVadChange() {
   settings.vadThreshold = Number(ui.vadThreshold.value);
   settings.vadSilenceMs = Number(ui.vadSilence.value);
   saveSettings();
-  if (isConnected() && settings.mode === "half_duplex") sendSessionUpdate();
+  if (isConnected() && isVoiceMode(settings.mode)) sendSessionUpdate();
 }
 
 export function restoreControls() {

@@ -67,8 +67,14 @@ export const stats = {
   remoteAudioPeak: 0,
   remoteAudioLoudMs: 0,
   endOfTurn: null, // the last response's `parley.end_of_turn`: how the server judged the turn over
+  truncations: [], // replies cut where the person spoke over them: {item_id, audio_end_ms, transcript}
 };
 window.parleyStats = stats;
+
+// Modes in which the server hears the microphone all the time and ends turns itself.
+export function isVoiceMode(mode) {
+  return mode === "half_duplex" || mode === "full_duplex";
+}
 
 // ---------------------------------------------------------------------------------------------
 // Settings (remembered in this browser).

@@ -3,7 +3,7 @@
 
 import { requestResponse, send } from "./channel.js";
 import { restingActivity, setActivity, showError } from "./page.js";
-import { call, settings, ui } from "./state.js";
+import { call, isVoiceMode, settings, stats, ui } from "./state.js";
 
 export const entries = new Map(); // item id -> entry
 
@@ -133,7 +133,7 @@ export function onUserTranscript(itemId, text, final) {
 // Speech with no words in it. With server VAD that is noise (a cough, a door): drop it rather
 // than fill the transcript with empty turns. After push-to-talk, say so.
 function onNothingHeard(entry) {
-  if (settings.mode === "half_duplex") {
+  if (isVoiceMode(settings.mode)) {
     removeEntry(entry);
     if (!call.activeResponseId && !call.assistantSpeaking) setActivity(restingActivity());
     return;
@@ -194,7 +194,7 @@ export function onResponseDone(response) {
   if (entry) {
     const part = item.content?.[0];
     const finalText = part?.transcript ?? part?.text;
-    if (typeof finalText === "string" && finalText) entry.text = finalText;
+    if (typeof finalText === "string" && (finalText || entry.truncated)) entry.text = finalText;
     entry.done = true;
     describeOutcome(entry, response);
     renderEntry(entry);
@@ -213,10 +213,24 @@ export function onResponseDone(response) {
 
 function describeOutcome(entry, response) {
   const status = response?.status;
-  if (status === "cancelled") setNote(entry, "Stopped", "muted");
+  if (entry.truncated || response?.status_details?.reason === "turn_detected") setNote(entry, "Interrupted", "muted");
+  else if (status === "cancelled") setNote(entry, "Stopped", "muted");
   else if (status === "failed") setNote(entry, "This reply failed", "error");
   else if (status === "incomplete") setNote(entry, "Cut short at the length limit", "muted");
   else if (!entry.text.trim()) setNote(entry, "No reply text", "muted");
+}
+
+// The person spoke over a reply: it now reads as far as they heard it.
+export function onItemTruncated(event) {
+  const entry = assistantEntry(event.item_id);
+  const heard = event.parley?.transcript;
+  stats.truncations.push({ item_id: event.item_id, audio_end_ms: event.audio_end_ms, transcript: heard ?? null });
+  if (!entry) return;
+  if (typeof heard === "string") entry.text = heard;
+  entry.truncated = true;
+  entry.li.classList.add("truncated");
+  setNote(entry, "Interrupted", "muted");
+  renderEntry(entry);
 }
 
 // When a call ends mid-reply, stop showing typing dots.

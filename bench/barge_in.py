@@ -1,0 +1,151 @@
+"""Barge-in: how fast the assistant goes quiet when the user speaks over it, and what echo does.
+
+    make bench-barge-in     (or: .venv/bin/python -m bench.barge_in --help)
+
+A Python WebRTC client (aiortc, loopback, one-frame receive buffer) calls the edge in
+full-duplex mode, asks for a long answer (espeak-ng), and once the answer has played for a
+while speaks a second question over it. Barge-in latency = the interrupting clip's first sample
+sent -> the last audible sample of the first answer received (frames above the RMS threshold,
+before the second answer starts). Median and p95 over --rounds interruptions.
+
+With --echo it then asks --echo-rounds questions whose answers come back into the microphone at
+-12 dB (no echo cancellation), with the echo guard on and off (--echo-correlation 1), and counts
+what the echo did: answers cancelled (barge-ins), pauses that resumed (false interruptions),
+speech starts taken for echo.
+
+Without --url it starts its own stack (vad, llm, tts, edge) on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+
+import aiohttp
+import numpy as np
+
+from bench.voice_to_voice import figures, own_stack
+from tests.support.speech import speak
+from tests.support.tooling import metric_value
+from tests.support.webrtc_client import RATE, RealtimeCall
+
+INSTRUCTIONS = "Answer in at least five long sentences."
+QUESTIONS = [
+    "Tell me about the history of Paris.",
+    "Describe how bread is made.",
+    "Tell me about the planets of the solar system.",
+    "Explain how a bicycle works.",
+    "Tell me about the ocean.",
+    "Describe a day in the life of a farmer.",
+]
+INTERRUPTIONS = [
+    "What is two plus two?",
+    "What is the capital of Italy?",
+    "What color is the sky?",
+    "How many days are in a week?",
+]
+LOUD = 500  # RMS of an audible frame (int16)
+
+
+def said(text: str) -> np.ndarray:
+    return np.concatenate((np.zeros(RATE // 5, np.float32), speak(text, RATE)))
+
+
+def loud_times(call: RealtimeCall, after: float, before: float) -> list[float]:
+    return [
+        when
+        for when, samples in zip(call.audio_times, call.audio, strict=False)
+        if after <= when < before and np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > LOUD
+    ]
+
+
+async def metrics(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(url.rstrip("/") + "/metrics") as response:
+        text = await response.text()
+    names = ("barge_ins_total", "false_interruptions_total", "echo_rejected_total")
+    return {name: metric_value(text, f"parley_edge_{name}") for name in names}
+
+
+async def interruptions(url: str, rounds: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    call = RealtimeCall(url, receive_prefetch=1)
+    latencies: list[float] = []
+    await call.connect({"type": "realtime", "parley": {"mode": "full_duplex"}, "instructions": INSTRUCTIONS})
+    await call.wait_for("session.created")
+    try:
+        for index in range(rounds):
+            before = len(call.events)
+            loud_before = call.loud_seconds()
+            call.microphone.play(said(QUESTIONS[index % len(QUESTIONS)]))
+            await call.wait_for("output_audio_buffer.started", after=before, timeout=60)
+            into = 1.0 + rng.random()  # interrupt 1-2 s into the answer
+            await call.wait_until(lambda: call.loud_seconds() - loud_before >= into, timeout=60)  # noqa: B023
+            spoken_over = len(call.events)
+            clips = len(call.microphone.clip_started)
+            call.microphone.play(said(INTERRUPTIONS[index % len(INTERRUPTIONS)]))
+            try:
+                await call.wait_for("conversation.item.truncated", after=spoken_over, timeout=10)
+            except TimeoutError:
+                print(f"round {index + 1}: no barge-in", file=sys.stderr)
+                continue
+            second = await call.wait_for("response.created", after=spoken_over, timeout=60)
+            await call.wait_for("output_audio_buffer.stopped", after=call.events.index(second), timeout=60)
+            started = call.microphone.clip_started[clips]
+            answer = call.first_loud_time(after=call.microphone.clip_ended[-1], threshold=LOUD) or float("inf")
+            heard = loud_times(call, started, answer - 0.05)
+            latency = (heard[-1] - started) * 1000 if heard else 0.0
+            latencies.append(latency)
+            print(
+                f"round {index + 1:2d}: first answer silent {latency:5.0f} ms after the interruption began", flush=True
+            )
+    finally:
+        await call.close()
+    return latencies
+
+
+async def echo_rounds(url: str, rounds: int) -> dict[str, float]:
+    before = await metrics(url)
+    cancelled = 0
+    for index in range(rounds):
+        call = RealtimeCall(url, receive_prefetch=1, echo_gain=0.25, echo_delay_ms=60)
+        try:
+            await call.connect({"type": "realtime", "parley": {"mode": "full_duplex"}, "instructions": INSTRUCTIONS})
+            await call.wait_for("session.created")
+            call.microphone.play(said(QUESTIONS[index % len(QUESTIONS)]))
+            done = await call.wait_for("response.done", timeout=120)
+            cancelled += done["response"]["status"] == "cancelled"
+            with contextlib.suppress(TimeoutError):
+                await call.wait_for("output_audio_buffer.stopped", timeout=60)
+        finally:
+            await call.close()
+    after = await metrics(url)
+    return {"answers cancelled": cancelled} | {name: after[name] - before[name] for name in after}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running edge (default: start a stack on free ports)")
+    parser.add_argument("--rounds", type=int, default=12, help="interruptions to time")
+    parser.add_argument("--echo", action="store_true", help="also measure echo with the guard on and off")
+    parser.add_argument("--echo-rounds", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(own_stack([], [], []))
+        latencies = asyncio.run(interruptions(url, args.rounds, args.seed))
+        print("\nBarge-in latency (interrupting speech's first sample sent -> first answer's last audible sample):")
+        print(f"  {figures(latencies)}")
+        if args.echo:
+            print(f"\nEcho at -12 dB, {args.echo_rounds} long answers, guard on:")
+            print(f"  {asyncio.run(echo_rounds(url, args.echo_rounds))}")
+    if args.echo and not args.url:
+        with own_stack(["--echo-correlation=1"], [], []) as url:
+            print(f"\nEcho at -12 dB, {args.echo_rounds} long answers, guard off (--echo-correlation=1):")
+            print(f"  {asyncio.run(echo_rounds(url, args.echo_rounds))}")
+
+
+if __name__ == "__main__":
+    main()
