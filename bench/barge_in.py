@@ -82,7 +82,11 @@ async def interruptions(url: str, rounds: int, seed: int) -> list[float]:
             call.microphone.play(said(QUESTIONS[index % len(QUESTIONS)]))
             await call.wait_for("output_audio_buffer.started", after=before, timeout=60)
             into = 1.0 + rng.random()  # interrupt 1-2 s into the answer
-            await call.wait_until(lambda: call.loud_seconds() - loud_before >= into, timeout=60)  # noqa: B023
+            try:
+                await call.wait_until(lambda: call.loud_seconds() - loud_before >= into, timeout=30)  # noqa: B023
+            except TimeoutError:
+                print(f"round {index + 1}: the answer ended before {into:.1f} s; skipped", file=sys.stderr)
+                continue
             spoken_over = len(call.events)
             clips = len(call.microphone.clip_started)
             call.microphone.play(said(INTERRUPTIONS[index % len(INTERRUPTIONS)]))

@@ -8,7 +8,7 @@ from services.edge.protocol import ProtocolError, SessionConfig, TurnDetection
 from services.edge.settings import EdgeSettings
 
 # Modes this edge runs today; the others are accepted by the schema and refused with a message.
-AVAILABLE_MODES = ("chat", "half_duplex", "full_duplex")
+AVAILABLE_MODES = ("chat", "half_duplex", "full_duplex", "omni")
 DEFAULT_MODEL = "parley"
 
 
@@ -29,7 +29,10 @@ class SessionState:
         self.session_id = session_id
         self._settings = settings
         self.config = SessionConfig.model_validate({})
-        self.config = self.apply({"model": model or DEFAULT_MODEL, "parley": {"mode": settings.default_mode}})
+        initial: dict[str, Any] = {"model": model or DEFAULT_MODEL, "parley": {"mode": settings.default_mode}}
+        if settings.instructions:
+            initial["instructions"] = settings.instructions
+        self.config = self.apply(initial)
 
     def apply(self, update: dict[str, Any]) -> SessionConfig:
         """The config after ``update`` (a session object as the client sent it); ProtocolError if invalid.

@@ -46,6 +46,7 @@ from services.edge.protocol import ProtocolError
 from services.edge.settings import EdgeSettings
 from services.edge.turn import Turn, TurnOptions, cancel_and_wait
 from services.edge.vad_stream import VadStream, detect_config, pause_ms, semantic_turn
+from services.edge.video import CameraFrames
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Session:
         self._echo_checked = 0.0
         self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
         self._replies: dict[str, Turn] = {}  # assistant item id -> turn, for conversation.item.truncate
+        self.camera = CameraFrames()  # omni: the call's camera, sampled (fed by the WebRTC transport)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_prompt: str | None = None
         self._last_activity = time.monotonic()
@@ -193,9 +195,11 @@ class Session:
         now = time.monotonic()
         self._input.append(pcm16)
         self._arrivals.append((self._input.total, now))
-        if self.state.mode == "full_duplex":
+        if self._duplex:
             self._echo.heard(pcm16, INPUT_RATE, now)
             self._check_interruption(now)
+        if self._user_turn is not None:
+            self._send_camera_frame(self._user_turn, now)
         if self._vad is not None:
             self._vad.push(pcm16)
         if self._user_turn is not None:
@@ -268,6 +272,8 @@ class Session:
         self.state.config = new_config
         if self.state.turn_detection != before:
             self._restart_vad()
+        fps = new_config.parley.video_frames_per_second if new_config.parley else None
+        self.camera.frames_per_second = fps or 1.0
         self.emit({"type": "session.updated", "session": self.state.to_event_object()})
 
     async def _check_voice(self, voice: str, event_id: str | None) -> None:
@@ -517,7 +523,7 @@ class Session:
         if self._held_turn is not None:
             self._resume_held_turn()
             return
-        if self.state.mode == "full_duplex" and self._user_turn is None:
+        if self._duplex and self._user_turn is None:
             now = time.monotonic()
             replying = self._speaking is not None or self._response_turn is not None
             if (replying or now < self._echo_tail_until) and self._echo.is_echo(now):
@@ -544,8 +550,28 @@ class Session:
         turn.start_offset = start
         if self._cut is not None:  # a reply this user spoke over: cut before it is answered
             turn.send_cut(*self._cut)
+        self._send_camera_frame(turn, time.monotonic())
         turn.send_audio(self._input.slice(start))
         return turn
+
+    @property
+    def _duplex(self) -> bool:
+        """The microphone stays open while the assistant speaks, and the user may interrupt."""
+        return self.state.mode in ("full_duplex", "omni")
+
+    def _send_camera_frame(self, turn: Turn, now: float) -> None:
+        """Omni: the camera's newest picture goes with the user's speech, one as the turn opens,
+        then one per sampling period, up to the per-turn limit."""
+        if self.state.mode != "omni" or turn.images_sent >= self._settings.omni_max_frames_per_turn:
+            return
+        if turn.images_sent and now - turn.last_image_at < 1 / self.camera.frames_per_second:
+            return
+        jpeg = self.camera.fresh()
+        if jpeg is None or jpeg is turn.last_image:
+            return
+        turn.send_image(jpeg)
+        turn.images_sent += 1
+        turn.last_image_at, turn.last_image = now, jpeg
 
     def on_speech_ended(self, end: int) -> None:
         """A pause of the VAD's silence. With server_vad it ends the turn if that silence is the

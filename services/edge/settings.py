@@ -62,6 +62,12 @@ class EdgeSettings(ProcessSettings):
         "half_duplex", description="Mode of a session that does not choose one (session.parley.mode)."
     )
     voice: str = Field("", description="TTS voice for sessions that name none (empty: the TTS service's default).")
+    omni_max_frames_per_turn: int = Field(
+        4, ge=1, le=8, description="Omni: most camera pictures sent with one turn (one a second of speech)."
+    )
+    instructions: str = Field(
+        "", max_length=16_000, description="System prompt for sessions that set none (session.instructions)."
+    )
     speculative_pause_ms: int = Field(
         200,
         ge=0,
@@ -89,7 +95,7 @@ class EdgeSettings(ProcessSettings):
         "'mm-hm') the reply plays on.",
     )
     echo_correlation: float = Field(
-        0.8,
+        0.65,
         gt=0,
         le=1,
         description="Full duplex: input whose spectrogram follows what was just played this closely (0-1) is "

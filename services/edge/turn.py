@@ -113,6 +113,10 @@ class Turn:
         self.output_start: int | None = None
         self._segments: list[tuple[str, int, int]] = []
         self.heard: str | None = None  # the reply cut to what the user heard (truncated)
+        # Omni: camera pictures sent with this turn's speech.
+        self.images_sent = 0
+        self.last_image_at = 0.0
+        self.last_image: bytes | None = None
         self.failure: ServiceFailure | None = None
         self.replied = False  # a response was announced (the user said something)
         self.start_offset = 0  # where the user's speech began in the session's input (voice turns)
@@ -207,25 +211,9 @@ class Turn:
         played = self._output.played_samples - self.output_start
         return max(0, min(played, self.audio_samples))
 
-    def text_heard_by(self, samples: int) -> str:
-        """The reply's text spoken in its first ``samples`` of audio: whole pieces, then the
-        words of the piece playing at that moment in proportion to how much of it played."""
-        heard = []
-        for text, start, end in self._segments:
-            if end <= samples:
-                heard.append(text)
-                continue
-            if start < samples:
-                words = text.split()
-                spoken = round(len(words) * (samples - start) / max(1, end - start))
-                if spoken:
-                    heard.append(" ".join(words[:spoken]))
-            break
-        return " ".join(part.strip() for part in heard if part.strip())
-
     def truncate(self, samples: int) -> str:
         """Cut the reply to its first ``samples`` of audio (what the user heard); the text."""
-        self.heard = self.text_heard_by(min(samples, self.audio_samples))
+        self.heard = heard_text(self._segments, min(samples, self.audio_samples))
         return self.heard
 
     def cancel(self, reason: str = "client_cancelled") -> None:
@@ -499,6 +487,23 @@ class Turn:
         if self.timings.end_of_turn:
             parley["end_of_turn"] = self.timings.end_of_turn
         return parley
+
+
+def heard_text(segments: list[tuple[str, int, int]], samples: int) -> str:
+    """The text spoken in the first ``samples`` of a reply's audio, from its spoken pieces
+    (text, first sample, end sample): whole pieces, then the words of the piece playing at that
+    moment in proportion to how much of it had played."""
+    heard = []
+    for text, start, end in segments:
+        if end <= samples:
+            heard.append(text.strip())
+            continue
+        if start < samples:
+            words = text.split()
+            spoken = round(len(words) * (samples - start) / max(1, end - start))
+            heard.append(" ".join(words[:spoken]))
+        break
+    return " ".join(part for part in heard if part)
 
 
 async def cancel_and_wait(turn: Turn | None) -> None:

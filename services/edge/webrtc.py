@@ -171,13 +171,6 @@ async def _pump_microphone(track: MediaStreamTrack, session: Session) -> None:
             session.push_input(resampler.convert(frame))  # type: ignore[arg-type]
 
 
-async def _discard(track: MediaStreamTrack) -> None:
-    """Read and drop a track nothing uses yet (camera outside omni mode), so it cannot pile up."""
-    with contextlib.suppress(MediaStreamError):
-        while True:
-            await track.recv()
-
-
 async def _handle_events(inbox: asyncio.Queue[str | bytes], session: Session) -> None:
     while not session.closed.is_set():
         await session.handle_text(await inbox.get())
@@ -241,8 +234,8 @@ class WebRtcCalls:
         def on_track(remote: MediaStreamTrack) -> None:
             if remote.kind == "audio":
                 readers.append(session.spawn(_pump_microphone(remote, session)))
-            else:
-                readers.append(session.spawn(_discard(remote)))
+            else:  # the camera: sampled (about once a second), used in omni mode
+                readers.append(session.spawn(session.camera.run(remote)))
 
         @pc.on("datachannel")
         def on_datachannel(data_channel: RTCDataChannel) -> None:

@@ -23,5 +23,6 @@ DECODE_TOKENS_PER_SECOND = Histogram(
     buckets=(5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 500),
 )
 INPUT_TOKENS = Counter("parley_llm_input_tokens", "Prompt tokens of turns.")
+IMAGES = Counter("parley_llm_images", "Images (JPEG frames) received with turns.")
 CACHED_INPUT_TOKENS = Counter("parley_llm_cached_input_tokens", "Prompt tokens served from a session's cache.")
 OUTPUT_TOKENS = Counter("parley_llm_output_tokens", "Reply tokens generated.")

@@ -12,6 +12,7 @@ from parley.v1 import audio_pb2, conversation_pb2
 from PIL import Image
 
 from services.common.audio import AudioFormatError, pcm16_to_float32
+from services.llm import metrics
 from services.llm.asr import RATE, TurnTranscriber
 from services.llm.backends import GenerationParams
 from services.llm.settings import LlmSettings
@@ -124,6 +125,7 @@ class TurnInput:
             raise InvalidRequest(f"image of {len(frame.jpeg)} bytes is over the {self._settings.max_image_bytes} limit")
         check_jpeg(frame.jpeg, self._settings.max_image_pixels)
         self.images.append(frame.jpeg)
+        metrics.IMAGES.inc()
 
     def add_text(self, text: str) -> None:
         self._text_chars += len(text)

@@ -7,8 +7,9 @@
 //
 // Options:
 //   --url URL             the call page (required)
-//   --mode MODE           chat | half_duplex (default half_duplex)
-//   --turn-end KIND       half_duplex: server_vad (a fixed pause, the default) | semantic_vad
+//   --mode MODE           chat | half_duplex | full_duplex | omni (default half_duplex)
+//   --turn-end KIND       voice modes: server_vad (a fixed pause, the default) | semantic_vad
+//   --responses N         wait for N replies (default 1), e.g. 2 when the fake mic interrupts the first
 //   --text TEXT           chat mode: the message to type and send
 //   --wav FILE            the fake microphone (Chromium loops it); without it Chromium plays a beep
 //   --talk-ms N           chat mode without --text: hold the push-to-talk button for N ms
@@ -53,6 +54,7 @@ function parseOptions(argv) {
         url: { type: "string" },
         mode: { type: "string", default: "half_duplex" },
         "turn-end": { type: "string", default: "server_vad" },
+        responses: { type: "string", default: "1" },
         text: { type: "string" },
         wav: { type: "string" },
         "talk-ms": { type: "string" },
@@ -69,7 +71,11 @@ function parseOptions(argv) {
   }
   const { values } = parsed;
   if (!values.url) throw new UsageError("--url is required");
-  if (!["chat", "half_duplex"].includes(values.mode)) throw new UsageError("--mode must be chat or half_duplex");
+  if (!["chat", "half_duplex", "full_duplex", "omni"].includes(values.mode)) {
+    throw new UsageError("--mode must be chat, half_duplex, full_duplex or omni");
+  }
+  const responses = Number(values.responses);
+  if (!(Number.isInteger(responses) && responses >= 1)) throw new UsageError("--responses must be a whole number >= 1");
   if (!["server_vad", "semantic_vad"].includes(values["turn-end"])) {
     throw new UsageError("--turn-end must be server_vad or semantic_vad");
   }
@@ -85,6 +91,7 @@ function parseOptions(argv) {
     url: values.url,
     mode: values.mode,
     turnEnd: values["turn-end"],
+    responses,
     text: values.text,
     wav: values.wav ? path.resolve(values.wav) : null,
     talkMs,
@@ -111,12 +118,12 @@ async function waitUntil(page, deadline, predicate, arg) {
 // The call is over (for good or bad) once it left the connecting/connected states.
 const callEnded = () => ["ended", "failed"].includes(window.parleyStats?.state);
 
-function replyDone({ needAudio, minPeak }) {
+function replyDone({ needAudio, minPeak, responses }) {
   const stats = window.parleyStats;
   const assistantText = [...document.querySelectorAll("#transcript .entry.assistant .text")].some(
     (el) => el.textContent.trim() !== "",
   );
-  const done = (stats.events["response.done"] ?? 0) >= 1;
+  const done = (stats.events["response.done"] ?? 0) >= responses;
   const audio = !needAudio || stats.remoteAudioPeak > minPeak;
   return (assistantText && done && audio) || ["ended", "failed"].includes(stats.state);
 }
@@ -133,6 +140,13 @@ async function snapshot(page) {
       remoteAudioLoudMs: Math.round(stats.remoteAudioLoudMs),
       events: { ...stats.events },
       endOfTurn: stats.endOfTurn ?? null,
+      truncations: stats.truncations ?? [],
+      assistantTruncated: [...document.querySelectorAll("#transcript .entry.assistant")].map((li) =>
+        li.classList.contains("truncated"),
+      ),
+      remoteLoudTimes: stats.remoteLoudTimes ?? [],
+      speechStartedTimes: stats.speechStartedTimes ?? [],
+      outputStartedTimes: stats.outputStartedTimes ?? [],
       error: document.querySelector("#error")?.textContent ?? "",
     };
   });
@@ -140,16 +154,18 @@ async function snapshot(page) {
 
 // Let the assistant finish speaking, so that remoteAudioLoudMs measures the whole reply (and the
 // screenshot shows the call at rest). Not a condition of "ok": the reply was already checked.
-async function waitForVoiceToEnd(page, deadline) {
+async function waitForVoiceToEnd(page, deadline, responses) {
   const spoken = () => {
     const events = window.parleyStats.events;
     return (events["output_audio_buffer.started"] ?? 0) > 0;
   };
   if (!(await page.evaluate(spoken))) return;
-  await waitUntil(page, Math.min(deadline, Date.now() + VOICE_END_WAIT_MS), () => {
+  const ended = (wanted) => {
     const { events, state } = window.parleyStats;
-    return (events["output_audio_buffer.stopped"] ?? 0) > 0 || ["ended", "failed"].includes(state);
-  });
+    const over = (events["output_audio_buffer.stopped"] ?? 0) + (events["output_audio_buffer.cleared"] ?? 0);
+    return over >= wanted || ["ended", "failed"].includes(state);
+  };
+  await waitUntil(page, Math.min(deadline, Date.now() + VOICE_END_WAIT_MS), ended, responses);
   await page.waitForTimeout(300); // the last packets reach the analyser after the server's event
 }
 
@@ -197,7 +213,7 @@ async function run(options) {
       { timeout: 10_000 },
     );
     await page.selectOption("#mode", options.mode);
-    if (options.mode === "half_duplex") await page.selectOption("#turn-end", options.turnEnd);
+    if (options.mode !== "chat") await page.selectOption("#turn-end", options.turnEnd);
     await page.click("#start");
 
     const connected = await waitUntil(
@@ -217,11 +233,12 @@ async function run(options) {
           await holdToTalk(page, options.talkMs);
         }
       }
-      const needAudio = options.mode === "half_duplex";
-      const replied = await waitUntil(page, deadline, replyDone, { needAudio, minPeak: MIN_REMOTE_PEAK });
+      const needAudio = options.mode !== "chat";
+      const wanted = { needAudio, minPeak: MIN_REMOTE_PEAK, responses: options.responses };
+      const replied = await waitUntil(page, deadline, replyDone, wanted);
       if (await page.evaluate(callEnded)) result.reason = "the call ended before the reply was complete";
       else if (!replied) result.reason = "timed out waiting for the reply";
-      else await waitForVoiceToEnd(page, deadline);
+      else await waitForVoiceToEnd(page, deadline, options.responses);
     }
 
     const seen = await snapshot(page);
@@ -237,9 +254,9 @@ async function run(options) {
       const checks = [
         [seen.state === "connected", `state was ${seen.state}`],
         [seen.assistant.some((text) => text !== ""), "no assistant text"],
-        [(seen.events["response.done"] ?? 0) >= 1, "no response.done"],
-        [options.mode !== "half_duplex" || seen.remoteAudioPeak > MIN_REMOTE_PEAK, "the assistant's voice was not heard"],
-        [options.mode !== "half_duplex" || seen.user.some((text) => text !== ""), "no user transcript"],
+        [(seen.events["response.done"] ?? 0) >= options.responses, `fewer than ${options.responses} response.done`],
+        [options.mode === "chat" || seen.remoteAudioPeak > MIN_REMOTE_PEAK, "the assistant's voice was not heard"],
+        [options.mode === "chat" || seen.user.some((text) => text !== ""), "no user transcript"],
       ];
       const failed = checks.find(([passed]) => !passed);
       result.reason = failed ? failed[1] : null;

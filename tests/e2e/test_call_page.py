@@ -34,11 +34,26 @@ def browser_edge(
     assert service.stop() == 0
 
 
-def _fake_microphone(path: Path, text: str) -> Path:
+@pytest.fixture(scope="module")
+def long_answer_edge(
+    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+) -> Iterator[ServiceProcess]:
+    """An edge whose sessions ask for long answers (there is time to speak over them)."""
+    service = start_edge(
+        vad_service, llm_service, tts_service, "--instructions=Answer in at least five long sentences."
+    )
+    yield service
+    assert service.stop() == 0
+
+
+def _fake_microphone(path: Path, text: str, *more: str | float) -> Path:
     """A 48 kHz WAV: a breath of silence, the question, then enough silence for the turn to end
-    (Chromium loops the file)."""
+    (Chromium loops the file). ``more``: further pauses (seconds) and utterances."""
     rate = 48000
-    samples = np.concatenate((np.zeros(rate // 2), speak(text, rate), np.zeros(int(rate * 2.5))))
+    parts = [np.zeros(rate // 2), speak(text, rate)]
+    for part in more:
+        parts.append(np.zeros(int(rate * part)) if isinstance(part, float) else speak(part, rate))
+    samples = np.concatenate((*parts, np.zeros(int(rate * 2.5))))
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -99,6 +114,47 @@ def test_half_duplex_call_answered_when_the_turn_model_hears_the_question_finish
     assert result["endOfTurn"]["detection"] == "semantic_vad", result["endOfTurn"]
     assert {"capital", "france"} <= set(spoken_words(result["user"][0])), result["user"]
     assert result["remoteAudioPeak"] > 0.05, "the assistant's voice arrived on the remote track"
+
+
+def test_full_duplex_call_where_the_person_speaks_over_the_answer(
+    long_answer_edge: ServiceProcess, tmp_path: Path
+) -> None:
+    """The fake microphone asks for a long answer, then, 5 s after its question (the answer is
+    playing by then), asks another question over it."""
+    wav = _fake_microphone(
+        tmp_path / "interrupt.wav",
+        "Tell me about the history of the city of Paris.",
+        5.0,
+        "What is the capital of Italy?",
+        40.0,  # no second round of the looped file during the test
+    )
+    result = _drive(long_answer_edge, "full_duplex", tmp_path, "--mode=full_duplex", "--responses=2", f"--wav={wav}")
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    # The first answer went quiet soon after the second question began, and stayed quiet.
+    spoke_over = result["speechStartedTimes"][1]
+    second_answer = result["outputStartedTimes"][1] if len(result["outputStartedTimes"]) > 1 else float("inf")
+    still_heard = [t for t in result["remoteLoudTimes"] if spoke_over <= t < second_answer]
+    assert not still_heard or still_heard[-1] - spoke_over < 1000, still_heard[-1] - spoke_over
+    # The transcript shows the first answer as far as it was heard.
+    truncation = result["truncations"][0]
+    assert truncation["transcript"] and result["assistant"][0] == truncation["transcript"], result["assistant"]
+    assert result["assistantTruncated"][0] is True
+    # The question asked over it was answered.
+    assert {"capital", "italy"} <= set(spoken_words(result["user"][-1])), result["user"]
+    assert "Rome" in result["assistant"][-1], result["assistant"]
+
+
+def test_omni_call_sends_the_camera(browser_edge: ServiceProcess, tmp_path: Path) -> None:
+    """Chromium's fake camera (a test pattern) goes to the LLM with the question; the bundled
+    model reads text only and says so, which it does only for a turn that came with pictures."""
+    # Long silence after the question: Chromium loops the file, and omni hears it while it answers.
+    wav = _fake_microphone(tmp_path / "look.wav", "What do you see in front of you?", 30.0)
+    result = _drive(browser_edge, "omni", tmp_path, "--mode=omni", f"--wav={wav}")
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["assistant"][0].startswith("I can't see images"), result["assistant"]
+    assert result["truncations"] == [], "nobody spoke over the answer"
 
 
 def test_chat_call_with_a_typed_question(browser_edge: ServiceProcess, tmp_path: Path) -> None:

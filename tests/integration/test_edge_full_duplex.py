@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import aiohttp
 import numpy as np
 
@@ -102,3 +104,29 @@ async def test_the_assistants_own_voice_coming_back_does_not_interrupt_it(edge_s
     assert await _metric(edge_service, "parley_edge_barge_ins_total") == barge_ins
     # The echo was loud enough to sound like speech, and was recognised as the assistant's.
     assert await _metric(edge_service, "parley_edge_echo_rejected_total") > rejected
+
+
+async def test_omni_sends_camera_pictures_with_the_users_speech(
+    edge_service: ServiceProcess, llm_service: ServiceProcess
+) -> None:
+    """The bundled model reads text only: it says so, which it does only for a turn that came
+    with images; the LLM service counts the pictures it received."""
+    images_before = _llm_images(llm_service)
+    call = RealtimeCall(edge_service.url, receive_prefetch=1, camera=True)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "omni"}})
+        await call.wait_for("session.created")
+        call.microphone.play(np.concatenate((np.zeros(RATE, np.float32), _said("What do you see in front of you?"))))
+        done = await call.wait_for("response.done", timeout=90)
+        await call.wait_for("output_audio_buffer.stopped", timeout=60)
+    finally:
+        await call.close()
+    reply = done["response"]["output"][0]["content"][0]["transcript"]
+    assert reply.startswith("I can't see images"), reply
+    received = _llm_images(llm_service) - images_before
+    assert 1 <= received <= 4, f"{received} pictures: one as the turn opens, then one a second of speech"
+
+
+def _llm_images(llm: ServiceProcess) -> float:
+    with urllib.request.urlopen(llm.metrics_url, timeout=10) as response:
+        return metric_value(response.read().decode(), "parley_llm_images_total")

@@ -14,7 +14,7 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from services.edge.audio import AssistantAudioTrack
 from services.edge.webrtc import limit_ice_host_addresses, shorten_audio_jitter_buffer
@@ -80,7 +80,12 @@ class RealtimeCall:
     assistant audio (48 kHz mono int16) with the arrival time of each frame in ``audio_times``."""
 
     def __init__(
-        self, base_url: str, receive_prefetch: int = 4, echo_gain: float = 0.0, echo_delay_ms: int = 0
+        self,
+        base_url: str,
+        receive_prefetch: int = 4,
+        echo_gain: float = 0.0,
+        echo_delay_ms: int = 0,
+        camera: bool = False,
     ) -> None:
         """``echo_gain``: the received audio comes back into the microphone at this gain (a
         loudspeaker heard by the microphone, no echo cancellation), ``echo_delay_ms`` later
@@ -91,6 +96,7 @@ class RealtimeCall:
         self.base_url = base_url.rstrip("/")
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.microphone = MicrophoneTrack()
+        self.camera = VideoStreamTrack() if camera else None  # aiortc's test pattern, 30 frames/s
         if echo_gain:
             self.microphone.hear(np.zeros(RATE * echo_delay_ms // 1000))
         self.events: list[dict[str, Any]] = []
@@ -104,6 +110,8 @@ class RealtimeCall:
 
     async def connect(self, session: dict[str, Any] | None = None) -> None:
         self.pc.addTrack(self.microphone)
+        if self.camera is not None:
+            self.pc.addTrack(self.camera)
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

@@ -65,3 +65,33 @@ def test_playback_clock_counts_what_a_client_has_played() -> None:
     dropped = clock.clear()
     assert 0 < dropped <= 24000
     assert clock.played_samples + dropped == 24000
+
+
+async def test_a_paused_track_sends_silence_and_keeps_its_queue() -> None:
+    played: list[tuple[bytes, int]] = []
+    track = AssistantAudioTrack()
+    track.on_played = lambda pcm, rate, when: played.append((pcm, rate))
+    track.write(_pcm([700] * 2880))  # three frames
+    assert (await track.recv()).to_ndarray().all()
+    track.pause()
+    paused = [await track.recv() for _ in range(2)]
+    assert not any(f.to_ndarray().any() for f in paused), "silence while paused"
+    assert (track.played_samples, track.queued_samples) == (960, 1920)
+    track.resume()
+    assert (await track.recv()).to_ndarray().all(), "the reply plays on where it stopped"
+    assert track.played_samples == 1920
+    # What went out, silence included, reached the echo guard's tap.
+    assert [len(pcm) // 2 for pcm, _ in played] == [960] * 4 and {rate for _, rate in played} == {48000}
+
+
+def test_a_paused_playback_clock_holds_audio_back_until_resumed() -> None:
+    sent: list[bytes] = []
+    clock = PlaybackClock(24000, sent.append)
+    clock.pause()
+    clock.write(_pcm([5] * 2400))
+    assert sent == [] and clock.queued_samples == 2400
+    clock.resume()
+    assert len(sent) == 1 and len(sent[0]) == 4800
+    clock.pause()
+    clock.write(_pcm([5] * 2400))
+    assert clock.clear() >= 2400 and clock.queued_samples == 0, "clearing drops what was held back"

@@ -47,7 +47,7 @@ def test_bad_updates_are_refused_and_change_nothing() -> None:
     state = _state()
     before = state.to_event_object()
     with pytest.raises(ProtocolError, match="not available") as refused:
-        state.update({"parley": {"mode": "omni"}})
+        state.update({"parley": {"mode": "simplex"}})
     assert refused.value.code == "mode_not_available"
     with pytest.raises(ProtocolError):
         state.update({"audio": {"input": {"turn_detection": {"threshold": 3}}}})

@@ -109,6 +109,7 @@ async function openMicrophone(current) {
   } catch (err) {
     return micUnavailable(current, mediaErrorMessage(err, "microphone"));
   }
+  if (settings.mode === "omni") await openOmniCamera(current);
   if (call !== current) {
     stream.getTracks().forEach((track) => track.stop());
     return;
@@ -122,6 +123,28 @@ async function openMicrophone(current) {
     if (call === current) showError("The microphone stopped (it was unplugged or switched off).");
   });
   startMeters();
+}
+
+// Omni: the camera goes to the server as a video track (at most 2 frames a second; it samples
+// about one). Without it the call goes on as voice only.
+async function openOmniCamera(current) {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 10, max: 15 } },
+      audio: false,
+    });
+    if (call !== current) {
+      stream.getTracks().forEach((track) => track.stop());
+      return;
+    }
+    current.cameraStream = stream;
+    current.cameraTrack = stream.getVideoTracks()[0];
+    ui.omniPreview.srcObject = stream;
+    ui.omniPreview.hidden = false;
+    ui.omniPreview.play().catch(() => {});
+  } catch (err) {
+    showError(`${mediaErrorMessage(err, "camera")} Parley hears you but cannot see.`);
+  }
 }
 
 function micUnavailable(current, message) {
@@ -139,6 +162,13 @@ async function connect(current, config) {
   current.pc = pc;
   if (current.micTrack) pc.addTrack(current.micTrack, current.micStream);
   else pc.addTransceiver("audio", { direction: "recvonly" }); // the edge needs an audio section
+  if (current.cameraTrack) {
+    pc.addTransceiver(current.cameraTrack, {
+      direction: "sendonly",
+      streams: [current.cameraStream],
+      sendEncodings: [{ maxFramerate: 2, maxBitrate: 300_000 }],
+    });
+  }
 
   // The channel must exist before the offer so that the offer carries it.
   const dc = pc.createDataChannel("oai-events");
@@ -292,6 +322,9 @@ function endCall(state, message) {
   if (current.dc) current.dc.close();
   if (current.pc) current.pc.close();
   current.micStream?.getTracks().forEach((track) => track.stop());
+  current.cameraStream?.getTracks().forEach((track) => track.stop());
+  ui.omniPreview.srcObject = null;
+  ui.omniPreview.hidden = true;
   releaseAnalyser(current.micMeter);
   releaseAnalyser(current.remoteMeter);
   ui.remoteAudio.srcObject = null;
@@ -314,6 +347,9 @@ function resetStats() {
   stats.remoteAudioLoudMs = 0;
   stats.endOfTurn = null;
   stats.truncations = [];
+  stats.remoteLoudTimes = [];
+  stats.speechStartedTimes = [];
+  stats.outputStartedTimes = [];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,6 +359,7 @@ const HANDLERS = {
   "session.created": (e) => (call.lastSession = e.session),
   "session.updated": onSessionUpdated,
   "input_audio_buffer.speech_started": (e) => {
+    stats.speechStartedTimes.push(Math.round(performance.now()));
     userEntry(e.item_id);
     setActivity("hearing");
   },
@@ -349,6 +386,7 @@ const HANDLERS = {
     onResponseDone(e.response);
   },
   "output_audio_buffer.started": () => {
+    stats.outputStartedTimes.push(Math.round(performance.now()));
     call.assistantSpeaking = true;
     setActivity("speaking");
   },

@@ -81,7 +81,11 @@ function updateMeters() {
   if (call?.remoteMeter) {
     const level = peakLevel(call.remoteMeter);
     if (level > stats.remoteAudioPeak) stats.remoteAudioPeak = level;
-    if (level > LOUD_LEVEL) stats.remoteAudioLoudMs += elapsed;
+    if (level > LOUD_LEVEL) {
+      stats.remoteAudioLoudMs += elapsed;
+      stats.remoteLoudTimes.push(Math.round(performance.now()));
+      if (stats.remoteLoudTimes.length > 5000) stats.remoteLoudTimes.shift();
+    }
     drawMeter(ui.voiceMeter, level);
     ui.voiceState.textContent = level > LOUD_LEVEL ? "speaking" : "silent";
   }

@@ -14,7 +14,12 @@ const MODE_HINTS = {
   chat: "Type a message, attach an image, or hold the talk button. Parley answers in text and voice.",
   half_duplex: "Hands-free: speak, pause, and Parley answers out loud.",
   full_duplex: "Hands-free, and you can interrupt: start talking and Parley stops to listen.",
-  omni: "Voice plus the camera. Not available on this server yet.",
+  omni: "Voice and camera: Parley sees about one picture a second while you talk, and you can interrupt it.",
+};
+const VOICE_HINTS = {
+  half_duplex: "Just speak: Parley answers when you pause, and stops listening while it talks.",
+  full_duplex: "Just speak: Parley answers when you pause. Talk over it to interrupt.",
+  omni: "Show things to the camera and ask about them. Talk over Parley to interrupt.",
 };
 export const FALLBACK_CONFIG = { ice_servers: [], modes: ["chat", "half_duplex"], default_mode: "half_duplex", idle_timeout_seconds: null };
 
@@ -67,6 +72,8 @@ export function renderMode() {
   ui.chatSettings.hidden = !chat;
   ui.voicePanel.hidden = chat;
   ui.vadSettings.hidden = !isVoiceMode(mode);
+  ui.voiceHint.textContent = VOICE_HINTS[mode] ?? "";
+  ui.omniPreview.hidden = mode !== "omni" || !call?.cameraTrack;
   document.body.dataset.mode = mode;
   if (!chat) closeCamera();
 }

@@ -42,6 +42,8 @@ export const ui = {
   spoken: $("spoken"),
   idleHint: $("idle-hint"),
   voicePanel: $("voice-panel"),
+  voiceHint: $("voice-hint"),
+  omniPreview: $("omni-preview"),
   composer: $("composer"),
   textInput: $("text-input"),
   send: $("send"),
@@ -68,12 +70,17 @@ export const stats = {
   remoteAudioLoudMs: 0,
   endOfTurn: null, // the last response's `parley.end_of_turn`: how the server judged the turn over
   truncations: [], // replies cut where the person spoke over them: {item_id, audio_end_ms, transcript}
+  // performance.now() of: meter ticks with the assistant audible, speech_started and
+  // output_audio_buffer.started events (how fast the assistant went quiet when spoken over).
+  remoteLoudTimes: [],
+  speechStartedTimes: [],
+  outputStartedTimes: [],
 };
 window.parleyStats = stats;
 
 // Modes in which the server hears the microphone all the time and ends turns itself.
 export function isVoiceMode(mode) {
-  return mode === "half_duplex" || mode === "full_duplex";
+  return mode === "half_duplex" || mode === "full_duplex" || mode === "omni";
 }
 
 // ---------------------------------------------------------------------------------------------
