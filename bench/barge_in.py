@@ -28,7 +28,7 @@ import aiohttp
 import numpy as np
 
 from bench.voice_to_voice import figures, own_stack
-from tests.support.speech import speak
+from tests.support.speech import speak, voiced_bounds
 from tests.support.tooling import metric_value
 from tests.support.webrtc_client import RATE, RealtimeCall
 
@@ -54,6 +54,11 @@ def said(text: str) -> np.ndarray:
     return np.concatenate((np.zeros(RATE // 5, np.float32), speak(text, RATE)))
 
 
+def speech_onset(clip: np.ndarray) -> float:
+    """Seconds from a clip's first sample to its first voiced one."""
+    return voiced_bounds(clip, RATE)[0] / RATE
+
+
 def loud_times(call: RealtimeCall, after: float, before: float) -> list[float]:
     return [
         when
@@ -69,10 +74,11 @@ async def metrics(url: str) -> dict[str, float]:
     return {name: metric_value(text, f"parley_edge_{name}") for name in names}
 
 
-async def interruptions(url: str, rounds: int, seed: int) -> list[float]:
+async def interruptions(url: str, rounds: int, seed: int) -> tuple[list[float], list[float]]:
     rng = random.Random(seed)
     call = RealtimeCall(url, receive_prefetch=1)
     latencies: list[float] = []
+    while_audible: list[float] = []
     await call.connect({"type": "realtime", "parley": {"mode": "full_duplex"}, "instructions": INSTRUCTIONS})
     await call.wait_for("session.created")
     try:
@@ -89,7 +95,8 @@ async def interruptions(url: str, rounds: int, seed: int) -> list[float]:
                 continue
             spoken_over = len(call.events)
             clips = len(call.microphone.clip_started)
-            call.microphone.play(said(INTERRUPTIONS[index % len(INTERRUPTIONS)]))
+            interruption = said(INTERRUPTIONS[index % len(INTERRUPTIONS)])
+            call.microphone.play(interruption)
             try:
                 await call.wait_for("conversation.item.truncated", after=spoken_over, timeout=10)
             except TimeoutError:
@@ -97,22 +104,24 @@ async def interruptions(url: str, rounds: int, seed: int) -> list[float]:
                 continue
             second = await call.wait_for("response.created", after=spoken_over, timeout=60)
             await call.wait_for("output_audio_buffer.stopped", after=call.events.index(second), timeout=60)
-            started = call.microphone.clip_started[clips]
+            started = call.microphone.clip_started[clips] + speech_onset(interruption)
             answer = call.first_loud_time(after=call.microphone.clip_ended[-1], threshold=LOUD) or float("inf")
             heard = loud_times(call, started, answer - 0.05)
             latency = (heard[-1] - started) * 1000 if heard else 0.0
+            speaking = bool(loud_times(call, started - 0.1, started))  # audible as the user began
             latencies.append(latency)
-            print(
-                f"round {index + 1:2d}: first answer silent {latency:5.0f} ms after the interruption began", flush=True
-            )
+            if speaking:
+                while_audible.append(latency)
+            note = "" if speaking else "  (the answer was between words as the user began)"
+            print(f"round {index + 1:2d}: first answer silent {latency:5.0f} ms after the interruption began{note}")
     finally:
         await call.close()
-    return latencies
+    return latencies, while_audible
 
 
 async def echo_rounds(url: str, rounds: int) -> dict[str, float]:
     before = await metrics(url)
-    cancelled = 0
+    cancelled = unfinished = 0
     for index in range(rounds):
         call = RealtimeCall(url, receive_prefetch=1, echo_gain=0.25, echo_delay_ms=60)
         try:
@@ -120,13 +129,15 @@ async def echo_rounds(url: str, rounds: int) -> dict[str, float]:
             await call.wait_for("session.created")
             call.microphone.play(said(QUESTIONS[index % len(QUESTIONS)]))
             done = await call.wait_for("response.done", timeout=120)
-            cancelled += done["response"]["status"] == "cancelled"
-            with contextlib.suppress(TimeoutError):
-                await call.wait_for("output_audio_buffer.stopped", timeout=60)
+            cancelled += done["response"]["status"] == "cancelled" or bool(call.of_type("conversation.item.truncated"))
+            await call.wait_for("output_audio_buffer.stopped", timeout=90)
+        except TimeoutError:
+            unfinished += 1  # the answer kept stopping for its own echo
         finally:
             await call.close()
     after = await metrics(url)
-    return {"answers cancelled": cancelled} | {name: after[name] - before[name] for name in after}
+    counts = {name: after[name] - before[name] for name in after}
+    return {"answers cut": cancelled, "answers not played out in 2-3 min": unfinished} | counts
 
 
 def main() -> None:
@@ -139,9 +150,11 @@ def main() -> None:
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(own_stack([], [], []))
-        latencies = asyncio.run(interruptions(url, args.rounds, args.seed))
-        print("\nBarge-in latency (interrupting speech's first sample sent -> first answer's last audible sample):")
-        print(f"  {figures(latencies)}")
+        latencies, while_audible = asyncio.run(interruptions(url, args.rounds, args.seed))
+        print("\nBarge-in latency (interrupting speech's first voiced sample sent -> first answer's last audible")
+        print("sample received):")
+        print(f"  all interruptions:                         {figures(latencies)}")
+        print(f"  those where the answer was audible then:   {figures(while_audible)}")
         if args.echo:
             print(f"\nEcho at -12 dB, {args.echo_rounds} long answers, guard on:")
             print(f"  {asyncio.run(echo_rounds(url, args.echo_rounds))}")

@@ -12,6 +12,7 @@ import prometheus_client
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.edge.admission import Admission
 from services.edge.config import AVAILABLE_MODES
 from services.edge.http import json_error
 from services.edge.models import ModelServices
@@ -100,6 +101,10 @@ async def _ready(request: web.Request) -> web.StreamResponse:
 
     names = list(services.channels)
     states = dict(zip(names, await asyncio.gather(*(check(services.channels[n]) for n in names)), strict=True))
+    replicas = list(services.pool.replicas.values())
+    replica_states = await asyncio.gather(*(check(r.channel) for r in replicas))
+    # Ready with at least one serving LLM replica: sessions can be placed (the rest wait in line).
+    states["llm"] = "serving" if "serving" in replica_states else (replica_states[0] if replica_states else "none")
     ready = all(state == "serving" for state in states.values())
     return web.json_response({"ready": ready, "services": states}, status=200 if ready else 503)
 
@@ -113,7 +118,9 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
 def build_app(settings: EdgeSettings) -> web.Application:
     app = web.Application(middlewares=[api_errors], client_max_size=settings.max_sdp_bytes + 64 * 1024)
     services = ModelServices(settings)
-    registry = SessionRegistry(settings, services)
+    admission = Admission(services.pool, settings.queue_eta_prior_seconds)
+    services.pool.on_room = admission.room_changed
+    registry = SessionRegistry(settings, services, admission)
     calls = WebRtcCalls(settings, registry)
     websocket = WebSocketEndpoint(settings, registry)
     app[SETTINGS_KEY], app[SERVICES_KEY], app[REGISTRY_KEY], app[CALLS_KEY] = settings, services, registry, calls
@@ -128,10 +135,15 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/readyz", _ready)
     app.router.add_get("/metrics", _metrics)
 
+    async def startup(app: web.Application) -> None:
+        await services.pool.check()  # the replicas' room is known before the first session
+        services.pool.start()
+
     async def shutdown(app: web.Application) -> None:
         await calls.close_all()
         await registry.close_all("server shutting down")
         await services.close()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return app

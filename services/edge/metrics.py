@@ -50,3 +50,12 @@ BARGE_IN_SECONDS = Histogram(
     "From the interrupting speech reaching the edge to the assistant's voice paused.",
     buckets=(0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0),
 )
+QUEUE_LENGTH = Gauge("parley_edge_queue_length", "Sessions waiting for a free LLM replica.")
+QUEUE_WAIT_SECONDS = Histogram(
+    "parley_edge_queue_wait_seconds",
+    "How long admitted sessions waited for an LLM replica (0: at once).",
+    buckets=(0, 1, 5, 15, 30, 60, 120, 300, 600),
+)
+QUEUE_LEFT = Counter("parley_edge_queue_left", "Sessions that went away (or timed out) while waiting.")
+REPLICA_SESSIONS = Gauge("parley_edge_replica_sessions", "Sessions pinned to each LLM replica.", ["replica"])
+REPLICA_HEALTHY = Gauge("parley_edge_replica_healthy", "1 while an LLM replica answers its checks.", ["replica"])

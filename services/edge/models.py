@@ -1,4 +1,5 @@
-"""The edge's connections to the model services: one gRPC channel each, shared by all sessions.
+"""The edge's connections to the model services: one gRPC channel to the VAD and one to the TTS
+service, shared by all sessions, and one to each LLM replica (see pool.py).
 
 A gRPC channel reconnects on its own with exponential backoff when a service goes away; calls
 made while it is down fail at once with UNAVAILABLE (no ``wait_for_ready``), so a session can
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 
 import grpc
 from parley.v1 import conversation_pb2_grpc, speech_pb2_grpc, vad_pb2_grpc
 
+from services.edge.pool import LlmPool, Replica
 from services.edge.settings import EdgeSettings
 
 # Reconnect soon after a model service restarts (one attempt a second at most: cheap for a
@@ -33,22 +36,36 @@ SERVICE_TITLES = {
 
 
 class ModelServices:
-    """Channels and stubs for the VAD, LLM and TTS services."""
+    """Channels and stubs for the VAD and TTS services, and the pool of LLM replicas.
+
+    A session uses ``pinned(replica)``: the shared VAD and TTS, and the LLM replica it was
+    admitted to.
+    """
 
     def __init__(self, settings: EdgeSettings) -> None:
-        options = [
+        self._options = [
             *_BACKOFF_OPTIONS,
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
         ]
         self.channels = {
-            "vad": grpc.aio.insecure_channel(settings.vad_address, options=options),
-            "llm": grpc.aio.insecure_channel(settings.llm_address, options=options),
-            "tts": grpc.aio.insecure_channel(settings.tts_address, options=options),
+            "vad": self.channel(settings.vad_address),
+            "tts": self.channel(settings.tts_address),
         }
         self.vad = vad_pb2_grpc.VoiceActivityServiceStub(self.channels["vad"])
-        self.llm = conversation_pb2_grpc.ConversationServiceStub(self.channels["llm"])
         self.tts = speech_pb2_grpc.SpeechSynthesisServiceStub(self.channels["tts"])
+        self.llm: conversation_pb2_grpc.ConversationServiceStub | None = None  # per session: pinned()
+        self.pool = LlmPool(settings, self.channel)
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(address, options=self._options)
+
+    def pinned(self, replica: Replica) -> ModelServices:
+        """The services as one session sees them: its own LLM replica."""
+        view = copy.copy(self)
+        view.channels = {**self.channels, "llm": replica.channel}
+        view.llm = replica.stub
+        return view
 
     async def ensure_ready(self, name: str, wait_seconds: float = 1.5) -> None:
         """Give a channel that is reconnecting a moment to come back before a call is made on it.
@@ -64,6 +81,7 @@ class ModelServices:
             await asyncio.wait_for(channel.channel_ready(), wait_seconds)
 
     async def close(self) -> None:
+        await self.pool.close()
         for channel in self.channels.values():
             await channel.close()
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from services.edge import events, metrics
+from services.edge.admission import Admission
 from services.edge.events import Event
 from services.edge.models import ModelServices
 from services.edge.session import Session
@@ -17,9 +18,10 @@ class ServerFull(Exception):
 
 
 class SessionRegistry:
-    def __init__(self, settings: EdgeSettings, services: ModelServices) -> None:
+    def __init__(self, settings: EdgeSettings, services: ModelServices, admission: Admission) -> None:
         self._settings = settings
         self._services = services
+        self._admission = admission
         self.sessions: dict[str, Session] = {}
         metrics.MAX_SESSIONS.set(settings.max_sessions)
 
@@ -30,7 +32,9 @@ class SessionRegistry:
             raise ServerFull(
                 f"the server is full: all {self._settings.max_sessions} sessions are in use; try again in a minute"
             )
-        session = Session(events.new_id("sess"), transport, self._settings, self._services, send, model)
+        session = Session(
+            events.new_id("sess"), transport, self._settings, self._services, send, model, admission=self._admission
+        )
         self.sessions[session.session_id] = session
         metrics.SESSIONS.labels(transport=transport).inc()
         metrics.ACTIVE_SESSIONS.labels(transport=transport).inc()

@@ -26,6 +26,7 @@ import base64
 import binascii
 import contextlib
 import io
+import json
 import logging
 import time
 from collections import deque
@@ -37,12 +38,14 @@ from parley.v1 import conversation_pb2, speech_pb2, vad_pb2
 from PIL import Image
 
 from services.edge import events, metrics, protocol
+from services.edge.admission import Admission
 from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResampler
 from services.edge.config import SessionState
 from services.edge.echo import EchoGuard
 from services.edge.events import Event
 from services.edge.models import ModelServices, ServiceFailure
 from services.edge.protocol import ProtocolError
+from services.edge.recording import SessionRecorder, start_recording
 from services.edge.settings import EdgeSettings
 from services.edge.turn import Turn, TurnOptions, cancel_and_wait
 from services.edge.vad_stream import VadStream, detect_config, pause_ms, semantic_turn
@@ -73,11 +76,14 @@ class Session:
         services: ModelServices,
         send: Callable[[Event], None],
         model: str | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.session_id = session_id
         self.transport = transport
         self._settings = settings
-        self._services = services
+        self._services = services  # until admitted: without an LLM replica
+        self._admission = admission
+        self.admitted = admission is None
         self._send = send
         self.state = SessionState(session_id, settings, model)
         self.output: AudioOutput | None = None  # set by the transport before start()
@@ -107,6 +113,8 @@ class Session:
         self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
         self._replies: dict[str, Turn] = {}  # assistant item id -> turn, for conversation.item.truncate
         self.camera = CameraFrames()  # omni: the call's camera, sampled (fed by the WebRTC transport)
+        self._recorder: SessionRecorder | None = None
+        self._queued = False  # waited in the admission queue
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_prompt: str | None = None
         self._last_activity = time.monotonic()
@@ -118,10 +126,50 @@ class Session:
 
     def start(self) -> None:
         if self.output is not None:
-            self.output.on_played = self._echo.played
+            self.output.on_played = self._on_played
+        refused: ProtocolError | None = None
+        try:
+            self._apply_recording()  # first, so that the recording has every event
+        except ProtocolError as error:
+            refused = error
         self.emit({"type": "session.created", "session": self.state.to_event_object()})
-        self._restart_vad()
+        if refused is not None:
+            self._client_error(refused)
         self.spawn(self._watchdog())
+        replica = self._admission.try_admit(self) if self._admission is not None else None
+        if replica is not None:
+            self._services = self._services.pinned(replica)
+            self.admitted = True
+        if self.admitted:
+            self._restart_vad()
+        else:
+            self.spawn(self._wait_for_admission())
+
+    async def _wait_for_admission(self) -> None:
+        """Get an LLM replica, waiting in line if every one is full; the session starts then."""
+        assert self._admission is not None
+        asked = time.monotonic()
+        try:
+            replica = await asyncio.wait_for(self._admission.admit(self), self._settings.queue_max_wait_seconds)
+        except TimeoutError:
+            waited = self._settings.queue_max_wait_seconds
+            self.emit(events.error("queue_timeout", f"No model replica became free within {waited:.0f} s; try later."))
+            await self.close("queue timeout")
+            return
+        self._services = self._services.pinned(replica)
+        self.admitted = True
+        if self._queued:
+            waited = round(time.monotonic() - asked, 1)
+            self.emit({"type": "parley.queue.admitted", "waited_seconds": waited})
+        self._last_activity = time.monotonic()
+        self._restart_vad()
+
+    def queue_update(self, position: int, length: int, eta_seconds: float) -> None:
+        """Admission: this session waits in line."""
+        self._queued = True
+        self.emit(
+            {"type": "parley.queue.updated", "position": position, "queue_length": length, "eta_seconds": eta_seconds}
+        )
 
     async def close(self, reason: str = "closed") -> None:
         """End the session: cancel its calls and free what the LLM service holds for it."""
@@ -129,6 +177,8 @@ class Session:
             return
         self.close_reason = reason
         self.closed.set()
+        if self._recorder is not None:
+            self._recorder.close(reason)
         for task in list(self._tasks):
             if task is not asyncio.current_task():  # close() may run inside one (the watchdog)
                 task.cancel()
@@ -140,10 +190,13 @@ class Session:
             self._held_turn.discard()
         await cancel_and_wait(self._user_turn)
         await cancel_and_wait(self._response_turn)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._services.llm.EndSession(
-                conversation_pb2.EndSessionRequest(session_id=self.session_id), timeout=2
-            )
+        if self.admitted and self._services.llm is not None:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._services.llm.EndSession(
+                    conversation_pb2.EndSessionRequest(session_id=self.session_id), timeout=2
+                )
+        if self._admission is not None:
+            self._admission.leave(self.session_id)
         log.info("session closed", extra={"session": self.session_id, "reason": reason})
 
     def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
@@ -155,19 +208,24 @@ class Session:
     def emit(self, event: Event) -> None:
         if self.closed.is_set() and event.get("type") != "error":
             return
-        self._send({"event_id": events.new_id("event"), **event})
+        self._deliver({"event_id": events.new_id("event"), **event})
+
+    def _deliver(self, event: Event) -> None:
+        if self._recorder is not None:
+            self._recorder.event("server", event)
+        self._send(event)
 
     def _client_error(self, error: ProtocolError) -> None:
         metrics.CLIENT_ERRORS.labels(code=error.code).inc()
-        self._send(error.to_event(events.new_id("event")))
+        self._deliver(error.to_event(events.new_id("event")))
 
     async def _watchdog(self) -> None:
         """Close the session after the idle timeout or at its maximum length."""
         idle, longest = self._settings.idle_timeout_seconds, self._settings.max_session_seconds
         while True:
             now = time.monotonic()
-            if self._response_turn is not None:
-                self._last_activity = now  # the assistant speaking is activity
+            if self._response_turn is not None or not self.admitted:
+                self._last_activity = now  # the assistant speaking is activity, and so is waiting in line
             idle_left = self._last_activity + idle - now
             length_left = self.started_at + longest - now
             if idle_left <= 0 or length_left <= 0:
@@ -176,7 +234,7 @@ class Session:
                     if idle_left <= 0
                     else ("session_expired", f"The session reached its maximum length of {longest:.0f} s.")
                 )
-                self._send(
+                self._deliver(
                     {"event_id": events.new_id("event"), **events.error(code, message, kind="invalid_request_error")}
                 )
                 await self.close(code)
@@ -193,6 +251,8 @@ class Session:
         if not self._listening:
             pcm16 = bytes(len(pcm16))
         now = time.monotonic()
+        if self._recorder is not None:
+            self._recorder.user_audio(pcm16)
         self._input.append(pcm16)
         self._arrivals.append((self._input.total, now))
         if self._duplex:
@@ -216,6 +276,8 @@ class Session:
 
     async def handle_text(self, raw: str | bytes) -> None:
         """One client event as JSON text."""
+        if self._recorder is not None:
+            self._recorder.event("client", _as_logged(raw))
         try:
             event = protocol.parse_client_event(raw, self._settings.max_event_bytes)
             if not isinstance(event, protocol.InputAudioBufferAppend):
@@ -266,6 +328,13 @@ class Session:
         update = event.session.model_dump(exclude_unset=True)
         before = self.state.turn_detection
         new_config = self.state.apply(update)
+        if (update.get("parley") or {}).get("record") and self._settings.record_dir is None:
+            raise ProtocolError(
+                "recording_not_enabled",
+                "this server does not record sessions (it runs without --record-dir)",
+                event.event_id,
+                "session.parley.record",
+            )
         voice = new_config.audio.output.voice if new_config.audio and new_config.audio.output else None
         if voice and voice != self.state.voice:
             await self._check_voice(voice, event.event_id)
@@ -274,6 +343,7 @@ class Session:
             self._restart_vad()
         fps = new_config.parley.video_frames_per_second if new_config.parley else None
         self.camera.frames_per_second = fps or 1.0
+        self._apply_recording(event_id=event.event_id)
         self.emit({"type": "session.updated", "session": self.state.to_event_object()})
 
     async def _check_voice(self, voice: str, event_id: str | None) -> None:
@@ -292,6 +362,7 @@ class Session:
             )
 
     def _commit(self, event_id: str | None) -> None:
+        self._require_admitted(event_id)
         ended_by_client = {"detection": "client", "reason": "commit"}
         if self._held_turn is not None:  # a tentative pause, confirmed by the client
             self._held_turn.timings.end_of_turn = ended_by_client
@@ -389,9 +460,19 @@ class Session:
 
     def _new_turn(self, options: TurnOptions) -> Turn:
         assert self.output is not None
+        self._require_admitted(None)
         return Turn(self._services, options, self.output, self.emit, self._last_item_id)
 
+    def _require_admitted(self, event_id: str | None) -> None:
+        if not self.admitted:
+            raise ProtocolError(
+                "session_queued",
+                "this session waits for a free model replica (see parley.queue.updated); it can talk once admitted",
+                event_id,
+            )
+
     def _create_response(self, event: protocol.ResponseCreate) -> None:
+        self._require_admitted(event.event_id)
         if self._response_turn is not None:
             raise ProtocolError(
                 "conversation_already_has_active_response",
@@ -488,9 +569,57 @@ class Session:
         self._started_response = response_id
         self.emit({"type": "output_audio_buffer.started", "response_id": response_id})
 
+    # Recording.
+
+    def _apply_recording(self, event_id: str | None = None) -> None:
+        """Start or stop recording as the session's ``parley.record`` (or the server's default) says."""
+        asked = self.state.config.parley.record if self.state.config.parley else None
+        wanted = self._settings.record_by_default if asked is None else asked
+        record_dir = self._settings.record_dir
+        if wanted and record_dir is None:
+            if asked:
+                raise ProtocolError(
+                    "recording_not_enabled",
+                    "this server does not record sessions (it runs without --record-dir)",
+                    event_id,
+                    "session.parley.record",
+                )
+            return
+        if wanted and self._recorder is None and record_dir is not None:
+            metadata = {
+                "session_id": self.session_id,
+                "transport": self.transport,
+                "mode": self.state.mode,
+                "session": self.state.to_event_object(),
+                "input_sample_rate": INPUT_RATE,
+            }
+            try:
+                self._recorder = start_recording(
+                    record_dir,
+                    self.session_id,
+                    metadata,
+                    INPUT_RATE,
+                    self._settings.record_keep_sessions,
+                    self._settings.record_keep_days,
+                )
+            except OSError as exc:
+                log.warning("recording could not start", extra={"session": self.session_id, "error": str(exc)})
+                raise ProtocolError("recording_failed", "the session could not be recorded", event_id) from None
+            log.info("recording", extra={"session": self.session_id, "folder": str(self._recorder.folder)})
+        elif not wanted and self._recorder is not None:
+            self._recorder.close("recording turned off")
+            self._recorder = None
+
+    def _on_played(self, pcm16: bytes, sample_rate: int, when: float) -> None:
+        self._echo.played(pcm16, sample_rate, when)
+        if self._recorder is not None:
+            self._recorder.assistant_audio(pcm16, sample_rate, when)
+
     # Server VAD and end of turn.
 
     def _restart_vad(self) -> None:
+        if not self.admitted:
+            return  # it starts once the session is admitted
         if self._vad is not None:
             self._vad.close()
             self._vad = None
@@ -570,6 +699,8 @@ class Session:
         if jpeg is None or jpeg is turn.last_image:
             return
         turn.send_image(jpeg)
+        if self._recorder is not None:
+            self._recorder.frame(jpeg)
         turn.images_sent += 1
         turn.last_image_at, turn.last_image = now, jpeg
 
@@ -773,6 +904,7 @@ class Session:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await turn.task
         try:
+            assert self._services.llm is not None  # only admitted sessions have replies
             await self._services.llm.TruncateReply(
                 conversation_pb2.TruncateReplyRequest(
                     session_id=self.session_id, turn_id=turn.turn_id, heard_text=turn.spoken_text
@@ -833,3 +965,15 @@ def _image_to_jpeg(data_url: str, event_id: str | None, index: int) -> bytes:
         raise
     except Exception as exc:
         raise ProtocolError("invalid_value", f"image_url is not a readable image ({exc})", event_id, param) from None
+
+
+def _as_logged(raw: str | bytes) -> dict[str, Any]:
+    """A client event as the recording keeps it: the JSON object, or the text if it is not one."""
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return {"unparsed": text[:2000]}

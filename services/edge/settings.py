@@ -39,7 +39,29 @@ class EdgeSettings(ProcessSettings):
     )
 
     vad_address: str = Field("127.0.0.1:50051", description="host:port of the VAD service.")
-    llm_address: str = Field("127.0.0.1:50052", description="host:port of the LLM service.")
+    llm_address: str = Field("127.0.0.1:50052", description="host:port of the LLM service (one replica).")
+    llm_addresses: list[str] = Field(
+        default_factory=list,
+        description='host:port of each LLM replica (JSON list, e.g. ["10.0.0.5:50052","10.0.0.6:50052"]); '
+        "replaces --llm-address. Each session is pinned to one replica for its life.",
+    )
+    llm_dns: str = Field(
+        "",
+        description="host:port whose DNS records are the LLM replicas (e.g. a headless Kubernetes Service, "
+        "llm-replicas:50052), re-read at every replica check.",
+    )
+    llm_sessions_per_replica: int = Field(
+        0, ge=0, description="Sessions placed on one LLM replica (0: as many as the replica says it holds)."
+    )
+    replica_check_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often each LLM replica is asked its load; one that fails is taken out."
+    )
+    queue_max_wait_seconds: float = Field(
+        600, gt=0, description="Longest a session waits in the queue for a free LLM replica before it is closed."
+    )
+    queue_eta_prior_seconds: float = Field(
+        180, gt=0, description="Session length assumed for queue wait estimates until sessions have ended here."
+    )
     tts_address: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest gRPC message sent or received."
@@ -62,6 +84,16 @@ class EdgeSettings(ProcessSettings):
         "half_duplex", description="Mode of a session that does not choose one (session.parley.mode)."
     )
     voice: str = Field("", description="TTS voice for sessions that name none (empty: the TTS service's default).")
+    record_dir: Path | None = Field(
+        None,
+        description="Folder for session recordings (metadata, events, both voices, omni pictures). Without it "
+        "nothing is recorded and sessions asking for recording get an error.",
+    )
+    record_by_default: bool = Field(
+        False, description="Record sessions that do not say (session.parley.record); needs --record-dir."
+    )
+    record_keep_sessions: int = Field(100, ge=1, description="Recordings kept: the oldest go beyond this many.")
+    record_keep_days: float = Field(7.0, gt=0, description="Recordings older than this many days are removed.")
     omni_max_frames_per_turn: int = Field(
         4, ge=1, le=8, description="Omni: most camera pictures sent with one turn (one a second of speech)."
     )

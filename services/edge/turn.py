@@ -265,6 +265,7 @@ class Turn:
         writer: asyncio.Task[None] | None = None
         try:
             await self._services.ensure_ready("llm")
+            assert self._services.llm is not None, "turns are made by admitted sessions only"
             self._call = self._services.llm.Respond()
             writer = asyncio.create_task(self._write_inputs())
             async for event in self._call:

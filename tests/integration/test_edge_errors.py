@@ -86,7 +86,7 @@ async def test_unknown_api_paths_get_json_404(edge_service: ServiceProcess) -> N
         ('{"type": "conversation.fly_to_the_moon"}', "unknown_event_type", "conversation.fly_to_the_moon"),
         ('{"type": "response.create",', "invalid_json", "not valid JSON"),
         ('{"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}', "invalid_value", "base64"),
-        ('{"type": "session.update", "session": {"parley": {"mode": "simplex"}}}', "mode_not_available", "simplex"),
+        ('{"type": "session.update", "session": {"parley": {"mode": "simplex"}}}', "invalid_value", "mode"),
         ('{"type": "session.update", "session": {"voice_of_god": true}}', "unknown_parameter", "voice_of_god"),
         ('{"type": "response.cancel"}', "response_cancel_not_active", "no active response"),
         ('{"type": "response.create"}', "nothing_to_respond_to", "conversation.item.create"),

@@ -14,6 +14,7 @@ import grpc
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
 from tests.support.processes import ServiceProcess
+from tests.support.tooling import metric_value
 
 
 async def edge_sessions(edge: ServiceProcess) -> int:
@@ -35,7 +36,16 @@ async def wait_for_llm_sessions(llm: ServiceProcess, count: int, seconds: float 
     await _wait_for(lambda: llm_sessions(llm), count, seconds)
 
 
-async def _wait_for(read: Callable[[], Awaitable[int]], count: int, seconds: float) -> None:
+async def edge_metric(edge: ServiceProcess, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{edge.url}metrics") as response:
+        return metric_value(await response.text(), name)
+
+
+async def wait_for_edge_metric(edge: ServiceProcess, name: str, value: float, seconds: float = 15) -> None:
+    await _wait_for(lambda: edge_metric(edge, name), value, seconds)
+
+
+async def _wait_for(read: Callable[[], Awaitable[float]], count: float, seconds: float) -> None:
     async with asyncio.timeout(seconds):
         while True:
             if await read() == count:

@@ -347,6 +347,8 @@ function resetStats() {
   stats.remoteAudioLoudMs = 0;
   stats.endOfTurn = null;
   stats.truncations = [];
+  stats.queue = [];
+  ui.queue.hidden = true;
   stats.remoteLoudTimes = [];
   stats.speechStartedTimes = [];
   stats.outputStartedTimes = [];
@@ -371,6 +373,17 @@ const HANDLERS = {
   },
   "conversation.item.added": (e) => onItemAdded(e.item),
   "conversation.item.truncated": onItemTruncated,
+  // Every model replica is busy: this call waits in line until one is free.
+  "parley.queue.updated": (e) => {
+    const minutes = Math.max(1, Math.round((e.eta_seconds ?? 0) / 60));
+    ui.queue.textContent = `Parley is busy. You are number ${e.position} in line; about ${minutes} min to wait. You can keep this page open.`;
+    ui.queue.hidden = false;
+    stats.queue.push({ position: e.position, eta_seconds: e.eta_seconds });
+  },
+  "parley.queue.admitted": () => {
+    ui.queue.hidden = true;
+    ui.queue.textContent = "";
+  },
   // A false interruption (speech over the assistant too short to count): the turn it opened is gone.
   "input_audio_buffer.cleared": () => settlePendingUserEntries(),
   "conversation.item.input_audio_transcription.delta": (e) => onUserTranscript(e.item_id, e.delta, false),

@@ -18,6 +18,7 @@ export const ui = {
   status: $("status"),
   statusPill: document.querySelector(".status-pill"),
   error: $("error"),
+  queue: $("queue"),
   errorBanner: document.querySelector(".error-banner"),
   errorDismiss: $("error-dismiss"),
   activity: $("activity"),
@@ -70,6 +71,7 @@ export const stats = {
   remoteAudioLoudMs: 0,
   endOfTurn: null, // the last response's `parley.end_of_turn`: how the server judged the turn over
   truncations: [], // replies cut where the person spoke over them: {item_id, audio_end_ms, transcript}
+  queue: [], // places in line while every model replica was busy: {position, eta_seconds}
   // performance.now() of: meter ticks with the assistant audible, speech_started and
   // output_audio_buffer.started events (how fast the assistant went quiet when spoken over).
   remoteLoudTimes: [],
