@@ -4,9 +4,11 @@
 
 A Python WebRTC client (aiortc, loopback, one-frame receive buffer) calls the edge in
 full-duplex mode, asks for a long answer (espeak-ng), and once the answer has played for a
-while speaks a second question over it. Barge-in latency = the interrupting clip's first sample
-sent -> the last audible sample of the first answer received (frames above the RMS threshold,
-before the second answer starts). Median and p95 over --rounds interruptions.
+while speaks a second question over it. Barge-in latency = the interrupting speech's first voiced
+sample sent -> the last non-silent sample of the first answer received (a 20 ms frame with RMS
+above 10; a paused or cleared track sends exact zeros), before the second answer starts. Median
+and p95 over the rounds where the answer was still playing, and separately over those where it
+was audible (RMS > 500) in the 100 ms before the user began.
 
 With --echo it then asks --echo-rounds questions whose answers come back into the microphone at
 -12 dB (no echo cancellation), with the echo guard on and off (--echo-correlation 1), and counts
@@ -47,7 +49,8 @@ INTERRUPTIONS = [
     "What color is the sky?",
     "How many days are in a week?",
 ]
-LOUD = 500  # RMS of an audible frame (int16)
+LOUD = 500  # RMS of an audible frame (int16): the answer is playing
+SOUND = 10  # RMS above digital silence (int16): what a paused track sends is exactly zero
 
 
 def said(text: str) -> np.ndarray:
@@ -59,11 +62,12 @@ def speech_onset(clip: np.ndarray) -> float:
     return voiced_bounds(clip, RATE)[0] / RATE
 
 
-def loud_times(call: RealtimeCall, after: float, before: float) -> list[float]:
+def sound_times(call: RealtimeCall, after: float, before: float, level: float = SOUND) -> list[float]:
+    """Arrival times of received frames between the two times with an RMS above ``level``."""
     return [
         when
         for when, samples in zip(call.audio_times, call.audio, strict=False)
-        if after <= when < before and np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > LOUD
+        if after <= when < before and np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > level
     ]
 
 
@@ -100,15 +104,17 @@ async def interruptions(url: str, rounds: int, seed: int) -> tuple[list[float], 
             try:
                 await call.wait_for("conversation.item.truncated", after=spoken_over, timeout=10)
             except TimeoutError:
-                print(f"round {index + 1}: no barge-in", file=sys.stderr)
+                print(f"round {index + 1}: no barge-in (the answer had ended as the user began)", file=sys.stderr)
+                with contextlib.suppress(TimeoutError):
+                    await call.wait_for("output_audio_buffer.stopped", after=spoken_over, timeout=60)
                 continue
             second = await call.wait_for("response.created", after=spoken_over, timeout=60)
             await call.wait_for("output_audio_buffer.stopped", after=call.events.index(second), timeout=60)
             started = call.microphone.clip_started[clips] + speech_onset(interruption)
             answer = call.first_loud_time(after=call.microphone.clip_ended[-1], threshold=LOUD) or float("inf")
-            heard = loud_times(call, started, answer - 0.05)
+            heard = sound_times(call, started, answer - 0.05)
             latency = (heard[-1] - started) * 1000 if heard else 0.0
-            speaking = bool(loud_times(call, started - 0.1, started))  # audible as the user began
+            speaking = bool(sound_times(call, started - 0.1, started, LOUD))  # audible as the user began
             latencies.append(latency)
             if speaking:
                 while_audible.append(latency)
@@ -143,7 +149,7 @@ async def echo_rounds(url: str, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running edge (default: start a stack on free ports)")
-    parser.add_argument("--rounds", type=int, default=12, help="interruptions to time")
+    parser.add_argument("--rounds", type=int, default=16, help="interruptions to try (short answers are skipped)")
     parser.add_argument("--echo", action="store_true", help="also measure echo with the guard on and off")
     parser.add_argument("--echo-rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
@@ -151,8 +157,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(own_stack([], [], []))
         latencies, while_audible = asyncio.run(interruptions(url, args.rounds, args.seed))
-        print("\nBarge-in latency (interrupting speech's first voiced sample sent -> first answer's last audible")
-        print("sample received):")
+        print("\nBarge-in latency (interrupting speech's first voiced sample sent -> first answer's last")
+        print("non-silent sample received):")
         print(f"  all interruptions:                         {figures(latencies)}")
         print(f"  those where the answer was audible then:   {figures(while_audible)}")
         if args.echo:

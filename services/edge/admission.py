@@ -37,7 +37,7 @@ class _Ticket:
     waiter: Waiter
     future: asyncio.Future[Replica]
     since: float = field(default_factory=time.monotonic)
-    told: tuple[int, int] = (0, -1)  # (position, eta) last sent
+    told: tuple[int, int, int] = (0, 0, -1)  # (position, queue length, eta) last sent
 
 
 class Admission:
@@ -64,8 +64,9 @@ class Admission:
 
     async def admit(self, waiter: Waiter) -> Replica:
         """A replica for this session: at once if one has room and nobody waits, else in turn."""
-        with contextlib.suppress(TimeoutError):  # a fresh edge learns its replicas' room first
-            await asyncio.wait_for(self._pool.first_check(), FIRST_CHECK_SECONDS)
+        if not self._pool.checked:
+            with contextlib.suppress(TimeoutError):  # a fresh edge learns its replicas' room first
+                await asyncio.wait_for(self._pool.first_check(), FIRST_CHECK_SECONDS)
         replica = self.try_admit(waiter)
         if replica is not None:
             return replica
@@ -119,6 +120,6 @@ class Admission:
     def _tell_positions(self) -> None:
         for position, ticket in enumerate(self._queue, start=1):
             eta = round(self.eta_seconds(position))
-            if ticket.told != (position, eta):
-                ticket.told = (position, eta)
+            if ticket.told != (position, len(self._queue), eta):
+                ticket.told = (position, len(self._queue), eta)
                 ticket.waiter.queue_update(position, len(self._queue), eta)

@@ -54,13 +54,20 @@ class LlmPool:
         self._make_channel = make_channel
         self.on_room = on_room  # a slot may have opened: the admission queue moves on
         self.replicas: dict[str, Replica] = {}
-        for address in settings.llm_addresses or [settings.llm_address]:
+        # Listed replicas; with --llm-dns alone, DNS finds them all (the default address is not one).
+        static = settings.llm_addresses or ([] if settings.llm_dns else [settings.llm_address])
+        for address in static:
             self._add(address, from_dns=False)
         self._task: asyncio.Task[None] | None = None
         self._checked = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._check_forever())
+
+    @property
+    def checked(self) -> bool:
+        """Every replica has been asked at least once."""
+        return self._checked.is_set()
 
     async def first_check(self) -> None:
         """Wait until every replica has been asked once (so a fresh edge knows its room)."""

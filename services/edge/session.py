@@ -649,6 +649,7 @@ class Session:
             self._confirm_timer.cancel()
 
     def on_speech_started(self, start: int) -> None:
+        log.debug("speech started", extra={"session": self.session_id, "start": start, "at": self._input.total})
         if self._held_turn is not None:
             self._resume_held_turn()
             return
@@ -656,6 +657,7 @@ class Session:
             now = time.monotonic()
             replying = self._speaking is not None or self._response_turn is not None
             if (replying or now < self._echo_tail_until) and self._echo.is_echo(now):
+                log.info("speech taken for echo", extra={"session": self.session_id, "start": start})
                 metrics.ECHO_REJECTED.inc()
                 self._echo_speech, self._echo_checked = start, now
                 return
@@ -708,6 +710,7 @@ class Session:
         """A pause of the VAD's silence. With server_vad it ends the turn if that silence is the
         turn's; with semantic_vad the VAD service judges whether the turn is over (on_turn_ended).
         Either way a shorter pause may start the answer early, held back until the turn ends."""
+        log.debug("speech ended", extra={"session": self.session_id, "end": end, "at": self._input.total})
         self._echo_speech = None
         turn, detection = self._user_turn, self.state.turn_detection
         if turn is None or detection is None:
@@ -817,6 +820,7 @@ class Session:
     def _begin_barge_in(self, start: int, now: float) -> None:
         """Speech over the assistant: pause its voice now, and hear the user out."""
         assert self.output is not None
+        log.info("speech over the reply", extra={"session": self.session_id, "start": start, "at": self._input.total})
         self.output.pause()
         self._barge_in_at = self._input.total
         detection = self.state.turn_detection
@@ -840,6 +844,7 @@ class Session:
             self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
             self.emit({"type": "input_audio_buffer.cleared"})
         metrics.FALSE_INTERRUPTIONS.inc()
+        log.info("false interruption", extra={"session": self.session_id, "end": end})
 
     def _commit_barge_in(self) -> None:
         """The user is talking over the assistant: stop the reply for good, cut to what was heard."""
@@ -852,6 +857,7 @@ class Session:
         self.output.clear()
         if interrupted is not None:
             metrics.BARGE_INS.inc()
+            log.info("barge-in", extra={"session": self.session_id, "turn": interrupted.turn_id})
 
     def _stop_reply(self, turn: Turn, heard_samples: int, reason: str) -> None:
         """Cut ``turn``'s reply to its first ``heard_samples`` of audio: cancel it if it still

@@ -355,9 +355,9 @@ def test_services_accept_their_flags_and_environment(
     assert settings.log_format == "json"
     if service == "edge":
         assert settings.port == ports["https"] == METRICS_PORTS["edge"]
-        assert (settings.vad_address, settings.llm_address, settings.tts_address) == (
+        assert (settings.vad_address, settings.llm_dns, settings.tts_address) == (
             "vad:50051",
-            "llm:50052",
+            "llm-replicas:50052",  # every llm pod, from the headless Service
             "tts:50053",
         )
         assert settings.api_token and settings.ice_credential, "edge: token and TURN credential from the Secret"

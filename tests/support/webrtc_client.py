@@ -102,6 +102,7 @@ class RealtimeCall:
         self.events: list[dict[str, Any]] = []
         self.audio: list[np.ndarray] = []
         self.audio_times: list[float] = []
+        self.frame_rms: list[float] = []  # of each received frame, kept as they come (cheap to ask often)
         self.call_id = ""
         self._new_event = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,6 +164,7 @@ class RealtimeCall:
                 if frame.layout.name == "stereo":
                     samples = samples[::2]
                 self.audio.append(samples.astype(np.int16))
+                self.frame_rms.append(float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))))
                 if self._echo_gain:
                     self.microphone.hear(samples.astype(np.float32) * self._echo_gain)
                 await self._notify()
@@ -194,10 +196,8 @@ class RealtimeCall:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
 
     def loud_seconds(self, rms_threshold: float = 300) -> float:
-        """Seconds of received audio in 20 ms frames whose RMS is above ``rms_threshold``."""
-        audio = self.received_audio().astype(np.float64)
-        frames = audio[: len(audio) // FRAME * FRAME].reshape(-1, FRAME)
-        return float((np.sqrt((frames**2).mean(axis=1)) > rms_threshold).sum() * FRAME / RATE)
+        """Seconds of received audio in frames whose RMS is above ``rms_threshold``."""
+        return sum(len(a) for a, rms in zip(self.audio, self.frame_rms, strict=False) if rms > rms_threshold) / RATE
 
     def last_loud_time(self, after: float, before: float, threshold: int = 500) -> float | None:
         """Arrival time of the last received frame between ``after`` and ``before`` with a sample
