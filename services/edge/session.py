@@ -639,6 +639,10 @@ class Session:
         if self._user_turn is not None:  # speech in progress cannot be ended without the VAD
             self._user_turn.cancel()
             self._user_turn = None
+        if self._barge_in_at is not None and self.output is not None:  # undecided: the reply plays on
+            self._barge_in_at = None
+            self.output.resume()
+        self._echo_speech = None
         self._confirm_held_turn()  # a tentative pause is as good an end as any now
 
     def _drop_held_turn(self) -> None:
