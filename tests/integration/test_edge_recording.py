@@ -97,11 +97,13 @@ async def test_killing_the_edge_leaves_readable_files(recording_edge: tuple[Serv
     edge, recordings = recording_edge
     call = RealtimeCall(edge.url, receive_prefetch=1)
     try:
-        await call.connect({"type": "realtime", "parley": {"mode": "half_duplex", "record": True}})
+        session = {"type": "realtime", "parley": {"mode": "half_duplex", "record": True}}
+        await call.connect({**session, "instructions": "Answer in at least five long sentences."})
         await call.wait_for("session.created")
         call.microphone.play(_question())
         await call.wait_for("output_audio_buffer.started", timeout=60)
-        await call.wait_until(lambda: call.loud_seconds() > 0.5, timeout=30)
+        # Well past the one-second flush: some of the answer is on disk whatever the timing.
+        await call.wait_until(lambda: call.loud_seconds() > 2.5, timeout=60)
         killed_at = time.monotonic()
         edge.process.kill()
         edge.process.wait()
