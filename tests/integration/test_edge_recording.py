@@ -31,8 +31,8 @@ def recording_edge(
     edge.stop()
 
 
-def _question() -> np.ndarray:
-    return np.concatenate((np.zeros(RATE // 5, np.float32), speak(QUESTION, RATE), np.zeros(RATE * 2, np.float32)))
+def _question(text: str = QUESTION) -> np.ndarray:
+    return np.concatenate((np.zeros(RATE // 5, np.float32), speak(text, RATE), np.zeros(RATE * 2, np.float32)))
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -100,7 +100,7 @@ async def test_killing_the_edge_leaves_readable_files(recording_edge: tuple[Serv
         session = {"type": "realtime", "parley": {"mode": "half_duplex", "record": True}}
         await call.connect({**session, "instructions": "Answer in at least five long sentences."})
         await call.wait_for("session.created")
-        call.microphone.play(_question())
+        call.microphone.play(_question("Tell me about the history of the city of Paris."))
         await call.wait_for("output_audio_buffer.started", timeout=60)
         # Well past the one-second flush: some of the answer is on disk whatever the timing.
         await call.wait_until(lambda: call.loud_seconds() > 2.5, timeout=60)
