@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 
 from services.common.bundled import BundledFile
+from services.common.onnx import cpu_session
 
 # The ONNX file inside the pinned `silero-vad` wheel. Only the file is used: importing the
 # package would import torch and set the whole process to one torch thread.
@@ -40,13 +40,8 @@ class SileroVad:
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
         if path is None:
             path = BUNDLED_MODEL.verified()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         self.path = path
-        self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(path, threads)
 
     def infer(self, inputs: np.ndarray, states: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
         """Run one step for a batch of streams.

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import soxr
 
 from services.common.bundled import BundledFile
+from services.common.onnx import cpu_session
 
 # The ONNX file inside the pinned `pipecat-ai` wheel, installed without its dependencies and
 # never imported: only this file is read.
@@ -93,13 +93,8 @@ class SmartTurnModel:
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
         if path is None:
             path = BUNDLED_TURN_MODEL.verified()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         self.path = path
-        self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(path, threads)
         self._input = self._session.get_inputs()[0].name
 
     def score(self, audio: np.ndarray) -> float:

