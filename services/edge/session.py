@@ -255,17 +255,17 @@ class Session:
             self._recorder.user_audio(pcm16)
         self._input.append(pcm16)
         self._arrivals.append((self._input.total, now))
-        if self._duplex:
-            self._echo.heard(pcm16, INPUT_RATE, now)
-            self._check_interruption(now)
-        if self._user_turn is not None:
-            self._send_camera_frame(self._user_turn, now)
         if self._vad is not None:
             self._vad.push(pcm16)
         if self._user_turn is not None:
+            self._send_camera_frame(self._user_turn, now)
             self._user_turn.send_audio(pcm16)
         if self._held_turn is not None and self._input.total >= self._confirm_at:
             self._confirm_held_turn()
+        if self._duplex:
+            # Last: a turn this opens starts with the input so far, this chunk included.
+            self._echo.heard(pcm16, INPUT_RATE, now)
+            self._check_interruption(now)
 
     def _arrival_time(self, offset: int) -> float:
         """When the input sample at ``offset`` reached the edge (monotonic)."""
