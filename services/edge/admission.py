@@ -11,7 +11,6 @@ moving average), so the k-th in line gets the k-th slot expected to open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
 from collections import deque
@@ -22,7 +21,6 @@ from services.edge import metrics
 from services.edge.pool import LlmPool, Replica
 
 RECENT_SESSIONS = 20
-FIRST_CHECK_SECONDS = 5.0
 SOONEST_SECONDS = 5.0  # a session past its expected length may still end any moment, not now
 
 
@@ -64,9 +62,6 @@ class Admission:
 
     async def admit(self, waiter: Waiter) -> Replica:
         """A replica for this session: at once if one has room and nobody waits, else in turn."""
-        if not self._pool.checked:
-            with contextlib.suppress(TimeoutError):  # a fresh edge learns its replicas' room first
-                await asyncio.wait_for(self._pool.first_check(), FIRST_CHECK_SECONDS)
         replica = self.try_admit(waiter)
         if replica is not None:
             return replica

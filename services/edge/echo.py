@@ -13,6 +13,7 @@ other formants and other timing, and does not (3% of windows).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import numpy as np
@@ -84,20 +85,23 @@ def _samples(pcm16: bytes) -> np.ndarray:
     return np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
 
 
+@functools.cache
+def _analysis(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The window of one block and the (FFT bins, bands) matrix that sums each band's bins."""
+    block = int(sample_rate * BLOCK_SECONDS)
+    band_of_bin = np.searchsorted(_EDGES_HZ, np.fft.rfftfreq(block, 1 / sample_rate)) - 1
+    bands = np.arange(len(_EDGES_HZ) - 1)
+    return np.hanning(block), (band_of_bin[:, None] == bands[None, :]).astype(np.float64)
+
+
 def _add_blocks(out: deque[tuple[float, np.ndarray]], samples: np.ndarray, sample_rate: int, start: float) -> None:
     block = int(sample_rate * BLOCK_SECONDS)
     n_blocks = len(samples) // block
     if not n_blocks:
         return
-    frames = samples[: n_blocks * block].reshape(n_blocks, block) * np.hanning(block)
+    window, band_sums = _analysis(sample_rate)
+    frames = samples[: n_blocks * block].reshape(n_blocks, block) * window
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    bins = np.fft.rfftfreq(block, 1 / sample_rate)
-    band_of_bin = np.searchsorted(_EDGES_HZ, bins) - 1
-    bands = np.zeros((n_blocks, len(_EDGES_HZ) - 1))
-    for band in range(len(_EDGES_HZ) - 1):
-        chosen = band_of_bin == band
-        if chosen.any():
-            bands[:, band] = power[:, chosen].sum(axis=1)
-    levels = np.log10(bands + 1e-7)
+    levels = np.log10(power @ band_sums + 1e-7)
     for index in range(n_blocks):
         out.append((start + index * BLOCK_SECONDS, levels[index]))

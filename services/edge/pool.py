@@ -59,19 +59,10 @@ class LlmPool:
         for address in static:
             self._add(address, from_dns=False)
         self._task: asyncio.Task[None] | None = None
-        self._checked = asyncio.Event()
 
     def start(self) -> None:
+        """Check every replica_check_seconds from now on (after the first ``check()``)."""
         self._task = asyncio.create_task(self._check_forever())
-
-    @property
-    def checked(self) -> bool:
-        """Every replica has been asked at least once."""
-        return self._checked.is_set()
-
-    async def first_check(self) -> None:
-        """Wait until every replica has been asked once (so a fresh edge knows its room)."""
-        await self._checked.wait()
 
     @property
     def capacity(self) -> int:
@@ -111,10 +102,10 @@ class LlmPool:
         return replica
 
     async def _check_forever(self) -> None:
-        while True:
+        while True:  # start() follows the first check (the edge makes it before serving)
+            await asyncio.sleep(self._settings.replica_check_seconds)  # the check period, not a race
             with contextlib.suppress(Exception):  # a failed round must not end the checks
                 await self.check()
-            await asyncio.sleep(self._settings.replica_check_seconds)  # the check period, not a race
 
     async def check(self) -> None:
         """One round: re-read DNS, ask every replica for its load, take out or put back."""
@@ -135,7 +126,6 @@ class LlmPool:
                     extra={"replica": replica.address, "sessions": len(replica.sessions)},
                 )
             self._export(replica)
-        self._checked.set()
         if self.room > room_before:
             self.on_room()
 

@@ -112,7 +112,8 @@ class Session:
         self._echo_checked = 0.0
         self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
         self._replies: dict[str, Turn] = {}  # assistant item id -> turn, for conversation.item.truncate
-        self.camera = CameraFrames()  # omni: the call's camera, sampled (fed by the WebRTC transport)
+        # Omni: the call's camera, sampled (fed by the WebRTC transport).
+        self.camera = CameraFrames(wanted=lambda: self.state.mode == "omni")
         self._recorder: SessionRecorder | None = None
         self._queued = False  # waited in the admission queue
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -329,12 +330,7 @@ class Session:
         before = self.state.turn_detection
         new_config = self.state.apply(update)
         if (update.get("parley") or {}).get("record") and self._settings.record_dir is None:
-            raise ProtocolError(
-                "recording_not_enabled",
-                "this server does not record sessions (it runs without --record-dir)",
-                event.event_id,
-                "session.parley.record",
-            )
+            raise _no_recording(event.event_id)
         voice = new_config.audio.output.voice if new_config.audio and new_config.audio.output else None
         if voice and voice != self.state.voice:
             await self._check_voice(voice, event.event_id)
@@ -578,12 +574,7 @@ class Session:
         record_dir = self._settings.record_dir
         if wanted and record_dir is None:
             if asked:
-                raise ProtocolError(
-                    "recording_not_enabled",
-                    "this server does not record sessions (it runs without --record-dir)",
-                    event_id,
-                    "session.parley.record",
-                )
+                raise _no_recording(event_id)
             return
         if wanted and self._recorder is None and record_dir is not None:
             metadata = {
@@ -611,7 +602,8 @@ class Session:
             self._recorder = None
 
     def _on_played(self, pcm16: bytes, sample_rate: int, when: float) -> None:
-        self._echo.played(pcm16, sample_rate, when)
+        if self._duplex:  # only full duplex listens while the assistant speaks
+            self._echo.played(pcm16, sample_rate, when)
         if self._recorder is not None:
             self._recorder.assistant_audio(pcm16, sample_rate, when)
 
@@ -670,7 +662,11 @@ class Session:
                 return
         if not self._listening or self._user_turn is not None or self._response_turn is not None:
             return
-        self._last_activity = time.monotonic()
+        self._hear_user(start, time.monotonic())
+
+    def _hear_user(self, start: int, now: float) -> None:
+        """The user started speaking at ``start``: tell the client and open their turn."""
+        self._last_activity = now
         item_id = events.new_id("item")
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
         self._user_turn = self._open_voice_turn(item_id, start)
@@ -831,10 +827,7 @@ class Session:
         pad = detection.prefix_padding_ms * INPUT_RATE // 1000 if detection else 0
         onset = min(start + pad, self._input.total)
         metrics.BARGE_IN_SECONDS.observe(max(0.0, now - self._arrival_time(onset)))
-        self._last_activity = now
-        item_id = events.new_id("item")
-        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
-        self._user_turn = self._open_voice_turn(item_id, start)
+        self._hear_user(start, now)
 
     def _false_interruption(self, end: int) -> None:
         """The speech over the assistant ended too soon to count: play the reply on."""
@@ -975,6 +968,15 @@ def _image_to_jpeg(data_url: str, event_id: str | None, index: int) -> bytes:
         raise
     except Exception as exc:
         raise ProtocolError("invalid_value", f"image_url is not a readable image ({exc})", event_id, param) from None
+
+
+def _no_recording(event_id: str | None) -> ProtocolError:
+    return ProtocolError(
+        "recording_not_enabled",
+        "this server does not record sessions (it runs without --record-dir)",
+        event_id,
+        "session.parley.record",
+    )
 
 
 def _as_logged(raw: str | bytes) -> dict[str, Any]:

@@ -13,14 +13,22 @@ import asyncio
 import contextlib
 import io
 import time
+from collections.abc import Callable
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 
 class CameraFrames:
-    def __init__(self, frames_per_second: float = 1.0, max_side: int = 640, quality: int = 80) -> None:
+    def __init__(
+        self,
+        frames_per_second: float = 1.0,
+        max_side: int = 640,
+        quality: int = 80,
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.frames_per_second = frames_per_second
+        self._wanted = wanted  # pictures are encoded only while this says so (omni mode)
         self._max_side = max_side
         self._quality = quality
         self._newest: av.VideoFrame | None = None
@@ -42,8 +50,8 @@ class CameraFrames:
         while True:
             await asyncio.sleep(1 / self.frames_per_second)  # the sampling period, not a race
             frame, self._newest = self._newest, None
-            if frame is None:
-                continue  # no new frame since the last sample (camera off or stalled)
+            if frame is None or not self._wanted():
+                continue  # no new frame since the last sample (camera off or stalled), or not wanted
             self.latest = await asyncio.to_thread(self._encode, frame)
             self.latest_at = time.monotonic()
             self.sampled += 1

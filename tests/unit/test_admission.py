@@ -17,7 +17,6 @@ class FakePool:
         self.slots = slots
         self.placed: list[str] = []
         self.on_room = lambda: None
-        self.checked = True
 
     def place(self, session_id: str) -> Replica | None:
         if len(self.placed) >= self.slots:
