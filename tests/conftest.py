@@ -6,7 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from tests.support.processes import SHARED_LLM_MAX_SESSIONS, ServiceProcess, start_edge, start_service
+from tests.support.processes import (
+    SHARED_LLM_MAX_SESSIONS,
+    ServiceProcess,
+    start_edge,
+    start_scripted_llm,
+    start_service,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +40,15 @@ def llm_service() -> Iterator[ServiceProcess]:
     assert service.stop() == 0, f"LLM service exited badly; log: {service.logs[-10:]}"
 
 
+@pytest.fixture(scope="session")
+def scripted_llm() -> Iterator[ServiceProcess]:
+    """The LLM service with scripted replies, behind the edges of the edge's tests: they check
+    what the edge does, which must not hang on the bundled model's words (they move with the CPU)."""
+    service = start_scripted_llm(f"--max-sessions={SHARED_LLM_MAX_SESSIONS}")
+    yield service
+    assert service.stop() == 0, f"scripted LLM service exited badly; log: {service.logs[-10:]}"
+
+
 @pytest.fixture
 async def llm_channel(llm_service: ServiceProcess) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(llm_service.grpc_address) as channel:
@@ -55,9 +70,9 @@ async def tts_channel(tts_service: ServiceProcess) -> AsyncIterator[grpc.aio.Cha
 
 @pytest.fixture(scope="module")
 def edge_service(
-    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+    vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess
 ) -> Iterator[ServiceProcess]:
-    """The edge in front of the real VAD, LLM and TTS services."""
-    service = start_edge(vad_service, llm_service, tts_service)
+    """The edge in front of the real VAD and TTS services and the scripted LLM service."""
+    service = start_edge(vad_service, scripted_llm, tts_service)
     yield service
     assert service.stop() == 0, f"edge exited badly; log: {service.logs[-10:]}"

@@ -96,7 +96,7 @@ class Session:
         self._last_item_id: str | None = None
         self._user_turn: Turn | None = None  # a turn whose user is still speaking
         self._held_turn: Turn | None = None  # begun at a tentative pause, waiting for the turn's end
-        self._confirm_at = 0  # input offset at which the held turn's pause becomes the turn's end
+        self._confirm_at = 0  # heard offset at which the held turn's pause becomes the turn's end
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._held_end = 0
         self._started_response: str | None = None  # the response output_audio_buffer.started was sent for
@@ -107,7 +107,7 @@ class Session:
         self._echo = EchoGuard(correlation=settings.echo_correlation)
         self._speaking: Turn | None = None  # the turn whose voice is playing (or paused)
         self._echo_tail_until = 0.0  # the last reply's echo may still be coming back until then
-        self._barge_in_at: int | None = None  # speech over the assistant: its input offset when heard
+        self._barge_in_at: int | None = None  # speech over the assistant: the VAD's heard offset then
         self._echo_speech: int | None = None  # a speech start taken for echo, re-checked as it goes
         self._echo_checked = 0.0
         self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
@@ -261,12 +261,10 @@ class Session:
         if self._user_turn is not None:
             self._send_camera_frame(self._user_turn, now)
             self._user_turn.send_audio(pcm16)
-        if self._held_turn is not None and self._input.total >= self._confirm_at:
-            self._confirm_held_turn()
         if self._duplex:
             # Last: a turn this opens starts with the input so far, this chunk included.
             self._echo.heard(pcm16, INPUT_RATE, now)
-            self._check_interruption(now)
+            self._recheck_echo(now)
 
     def _arrival_time(self, offset: int) -> float:
         """When the input sample at ``offset`` reached the edge (monotonic)."""
@@ -624,6 +622,25 @@ class Session:
             config = detect_config(detection, self._settings.speculative_pause_ms)
             self._vad = VadStream(self._services, config, lambda: self._input.total, self, self.session_id)
 
+    @property
+    def _heard(self) -> int:
+        """How far the VAD has analysed the input (all of it without a VAD)."""
+        return self._vad.heard if self._vad is not None else self._input.total
+
+    def on_vad_heard(self, heard: int) -> None:
+        """The VAD has heard up to ``heard`` with every event before it reported: a held turn
+        whose silence has lasted is confirmed, speech over the assistant that has lasted is a
+        barge-in. Counted in heard audio, so a VAD running behind under load decides the same."""
+        if self._held_turn is not None and heard >= self._confirm_at:
+            self._confirm_held_turn()
+        if self._barge_in_at is not None:
+            detection = self.state.turn_detection
+            pause = pause_ms(detection, self._settings.speculative_pause_ms) if detection else 0
+            # The VAD reports the end of speech `pause` after it: this much audio with no end
+            # reported means the speech lasted barge_in_min_speech_ms.
+            if heard - self._barge_in_at >= (self._settings.barge_in_min_speech_ms + pause) * INPUT_RATE // 1000:
+                self._commit_barge_in()
+
     def on_vad_lost(self, message: str, status: str, first: bool) -> None:
         if first:  # tell the client once per outage
             metrics.SERVICE_ERRORS.labels(service="vad").inc()
@@ -723,8 +740,9 @@ class Session:
             self._commit_barge_in()
         now = time.monotonic()
         pause = pause_ms(detection, self._settings.speculative_pause_ms)
-        # The VAD speaks after the pause; the speech ended that long before the audio it has seen.
-        speech_end = max(turn.start_offset, self._input.total - pause * INPUT_RATE // 1000)
+        heard = self._heard
+        # The VAD speaks after the pause; the speech ended that long before the audio it has heard.
+        speech_end = max(turn.start_offset, heard - pause * INPUT_RATE // 1000)
         turn.timings.speech_end = self._arrival_time(speech_end)
         semantic = semantic_turn(detection)
         if semantic is None and pause >= detection.silence_duration_ms:
@@ -743,10 +761,25 @@ class Session:
         # server_vad: the rest of the turn's silence; semantic_vad: the VAD's longest wait, as a
         # fallback (its turn_ended normally comes first).
         remaining_ms = semantic.max_wait_ms + 500 if semantic else detection.silence_duration_ms - pause
-        self._confirm_at = self._input.total + remaining_ms * INPUT_RATE // 1000
+        self._confirm_at = heard + remaining_ms * INPUT_RATE // 1000
         self._held_end = end
         # If the client stops sending audio altogether, the pause still ends the turn.
-        self._confirm_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000 + 0.5, self._confirm_held_turn)
+        self._arm_confirm_timer(remaining_ms / 1000 + 0.5)
+
+    def _arm_confirm_timer(self, seconds: float) -> None:
+        """Confirm the held turn if the VAD hears nothing more for ``seconds`` (the client
+        stopped sending audio); while audio is still being heard, the heard offset decides."""
+        heard = self._heard
+
+        def check() -> None:
+            if self._held_turn is None:
+                return
+            if self._heard > heard:
+                self._arm_confirm_timer(0.5)
+            else:
+                self._confirm_held_turn()
+
+        self._confirm_timer = asyncio.get_running_loop().call_later(seconds, check)
 
     def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None:
         """The VAD service judged the user's turn over (semantic_vad)."""
@@ -793,18 +826,10 @@ class Session:
 
     # Full duplex: speech over the assistant.
 
-    def _check_interruption(self, now: float) -> None:
-        """As input arrives: commit a barge-in whose speech has lasted long enough; re-check a
-        speech start taken for echo (the user may have started talking over it)."""
-        if self._barge_in_at is not None:
-            detection = self.state.turn_detection
-            pause = pause_ms(detection, self._settings.speculative_pause_ms) if detection else 0
-            # The VAD reports the end of speech `pause` after it: this much input with no end
-            # reported means the speech lasted barge_in_min_speech_ms.
-            lasted = self._input.total - self._barge_in_at
-            if lasted >= (self._settings.barge_in_min_speech_ms + pause) * INPUT_RATE // 1000:
-                self._commit_barge_in()
-        elif self._echo_speech is not None and now - self._echo_checked >= 0.1:
+    def _recheck_echo(self, now: float) -> None:
+        """As input arrives: re-check a speech start taken for echo (the user may have started
+        talking over it)."""
+        if self._barge_in_at is None and self._echo_speech is not None and now - self._echo_checked >= 0.1:
             # Speech taken for echo goes on: is it still echo, or the user talking over it (or on
             # after the assistant stopped)? Either way the user's turn keeps half a second before now.
             self._echo_checked = now
@@ -822,7 +847,7 @@ class Session:
         assert self.output is not None
         log.info("speech over the reply", extra={"session": self.session_id, "start": start, "at": self._input.total})
         self.output.pause()
-        self._barge_in_at = self._input.total
+        self._barge_in_at = self._heard
         detection = self.state.turn_detection
         pad = detection.prefix_padding_ms * INPUT_RATE // 1000 if detection else 0
         onset = min(start + pad, self._input.total)

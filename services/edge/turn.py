@@ -124,8 +124,9 @@ class Turn:
         # is confirmed as the end of the turn) or discarded (the user went on speaking).
         self._holding = False
         self._discarded = False
-        self._held_events: list[Event] = []
-        self._held_audio: list[bytes] = []
+        # Events and audio (bytes) in the order they came: released in that order, so that no
+        # audio delta follows the response.done of a reply that finished while held.
+        self._held: list[Event | bytes] = []
         self.task = asyncio.create_task(self._run(), name=f"turn-{self.turn_id}")
 
     # Input.
@@ -160,16 +161,16 @@ class Turn:
     def release(self) -> None:
         """Send what was held back, and from now on everything as it comes."""
         self._holding = False
-        if self._held_audio:
-            self.timings.first_audio = time.monotonic()
-        for event in self._held_events:
-            if event["type"] == "response.done":  # finished while held: its timings end now
-                event["response"]["parley"] = self._parley()
-            self._emit_now(event)
-        for pcm in self._held_audio:
-            self._write_audio(pcm)
-        self._held_events.clear()
-        self._held_audio.clear()
+        held, self._held = self._held, []
+        for item in held:
+            if isinstance(item, bytes):
+                if self.timings.first_audio is None:
+                    self.timings.first_audio = time.monotonic()
+                self._write_audio(item)
+                continue
+            if item["type"] == "response.done":  # finished while held: its timings end now
+                item["response"]["parley"] = self._parley()
+            self._emit_now(item)
 
     def _write_audio(self, pcm: bytes) -> None:
         if self.output_start is None:
@@ -179,8 +180,7 @@ class Turn:
     def discard(self) -> None:
         """Stop a held turn without a trace: nothing it held or would send reaches the client."""
         self._discarded = True
-        self._held_events.clear()
-        self._held_audio.clear()
+        self._held.clear()
         self._stop_calls()
 
     def continue_transcript(self, earlier: Turn) -> None:
@@ -191,7 +191,7 @@ class Turn:
         if self._discarded:
             return
         if self._holding:
-            self._held_events.append(event)
+            self._held.append(event)
         else:
             self._emit_now(event)
 
@@ -395,7 +395,7 @@ class Turn:
                     pcm = response.audio.pcm16
                     self.audio_samples += len(pcm) // 2
                     if self._holding:
-                        self._held_audio.append(pcm)
+                        self._held.append(pcm)
                         continue
                     if self.timings.first_audio is None:
                         self.timings.first_audio = time.monotonic()

@@ -69,6 +69,8 @@ def detect_config(detection: TurnDetection, speculative_pause_ms: int) -> vad_pb
         threshold=detection.threshold,
         min_silence_ms=pause_ms(detection, speculative_pause_ms),
         speech_pad_ms=detection.prefix_padding_ms,
+        # One message per chunk, after its events: how far the VAD has heard (VadStream.heard).
+        emit_probabilities=True,
     )
     semantic = semantic_turn(detection)
     if semantic is not None:
@@ -84,11 +86,19 @@ class VadListener(Protocol):
 
     def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None: ...
 
+    def on_vad_heard(self, heard: int) -> None:
+        """The VAD has analysed the input up to ``heard`` and reported every event before it."""
+
     def on_vad_lost(self, message: str, status: str, first: bool) -> None:
         """The stream failed (``first``: the first failure of an outage); it is reopened with backoff."""
 
 
 class VadStream:
+    """Events come with session offsets; ``heard`` is the input offset the VAD has analysed up
+    to, set before each event is passed on. Turn-taking decisions that wait for "this much
+    audio without an event" count in it, not in arrived input or wall time: under load the VAD
+    runs behind the input, and a decision by arrival would miss an event still to come."""
+
     def __init__(
         self,
         services: ModelServices,
@@ -104,6 +114,7 @@ class VadStream:
         self._session_id = session_id
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_QUEUE_CHUNKS)
         self._down = False
+        self.heard = input_total()
         self._task = asyncio.create_task(self._run())
 
     def push(self, pcm16: bytes) -> None:
@@ -121,10 +132,13 @@ class VadStream:
             while not self._queue.empty():
                 self._queue.get_nowait()
             base = self._input_total()
+            self.heard = base  # what came before is not analysed now; nothing more is said of it
             writer = asyncio.create_task(self._feed(call))
             try:
                 async for response in call:
                     kind = response.WhichOneof("event")
+                    if kind != "ready":
+                        self.heard = base + response.processed_samples
                     if kind == "ready":
                         failures = 0
                         if self._down:
@@ -136,6 +150,8 @@ class VadStream:
                         self._listener.on_speech_ended(base + response.speech_ended.end_offset_samples)
                     elif kind == "turn_ended":
                         self._listener.on_turn_ended(base + response.turn_ended.end_offset_samples, response.turn_ended)
+                    elif kind == "probabilities":  # the chunk's events have come: progress
+                        self._listener.on_vad_heard(self.heard)
                 self._lost("the stream ended", "UNAVAILABLE")  # a draining server ends streams
             except grpc.aio.AioRpcError as exc:
                 self._lost(ServiceFailure("vad", exc).client_message, exc.code().name)

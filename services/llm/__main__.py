@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
@@ -29,9 +30,10 @@ def load_engine(settings: LlmSettings) -> LanguageModel:
     return TransformersLanguageModel(settings)
 
 
-async def serve(settings: LlmSettings) -> None:
+async def serve(settings: LlmSettings, load: Callable[[LlmSettings], LanguageModel] = load_engine) -> None:
+    """Run the service until it is stopped; ``load`` makes the language model engine."""
     # The language model and the recogniser load side by side: start-up is their slower one.
-    engine_loading = asyncio.to_thread(load_engine, settings)
+    engine_loading = asyncio.to_thread(load, settings)
     recognizer_loading = asyncio.to_thread(SpeechRecognizer, settings)
     engine, loaded_recognizer = await asyncio.gather(engine_loading, recognizer_loading)
     recognizer: SpeechRecognizer | None = loaded_recognizer

@@ -197,15 +197,6 @@ class DetectStream:
     async def _segment(self, probabilities: np.ndarray) -> list[vad_pb2.DetectResponse]:
         first = self.processed
         responses = []
-        if self.config.emit_probabilities:
-            responses.append(
-                vad_pb2.DetectResponse(
-                    probabilities=vad_pb2.SpeechProbabilities(
-                        offset_samples=first, window_samples=self.window, probabilities=probabilities.tolist()
-                    ),
-                    processed_samples=first + len(probabilities) * self.window,
-                )
-            )
         for index, probability in enumerate(probabilities.tolist()):
             start = first + index * self.window
             self.processed = start + self.window
@@ -214,6 +205,17 @@ class DetectStream:
                 responses.append(self._event_response(event))
             if self._turns is not None:
                 responses.extend(await self._follow_turn(event))
+        if self.config.emit_probabilities:
+            # After the chunk's events: a client reading processed_samples as progress knows that
+            # nothing more will be said of the audio before it.
+            responses.append(
+                vad_pb2.DetectResponse(
+                    probabilities=vad_pb2.SpeechProbabilities(
+                        offset_samples=first, window_samples=self.window, probabilities=probabilities.tolist()
+                    ),
+                    processed_samples=self.processed,
+                )
+            )
         return responses
 
     async def _follow_turn(self, event: SpeechEvent | None) -> list[vad_pb2.DetectResponse]:

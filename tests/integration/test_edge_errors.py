@@ -151,10 +151,10 @@ async def test_a_misbehaving_session_does_not_disturb_another(edge_service: Serv
 
 
 @pytest.fixture(scope="module")
-def small_edge(vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess):
+def small_edge(vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess):
     """An edge that holds one session, closes idle ones after 3 s and wants a token."""
     service = start_edge(
-        vad_service, llm_service, tts_service, "--max-sessions=1", "--idle-timeout-seconds=3", "--api-token=s3cret"
+        vad_service, scripted_llm, tts_service, "--max-sessions=1", "--idle-timeout-seconds=3", "--api-token=s3cret"
     )
     yield service
     assert service.stop() == 0

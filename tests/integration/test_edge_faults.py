@@ -43,11 +43,11 @@ async def _spoken_turn(socket: RealtimeSocket, question: str) -> dict:
 
 
 async def test_tts_killed_and_restarted_mid_session(
-    vad_service: ServiceProcess, llm_service: ServiceProcess, own_tts: list[ServiceProcess]
+    vad_service: ServiceProcess, scripted_llm: ServiceProcess, own_tts: list[ServiceProcess]
 ) -> None:
     tts = own_tts[0]
     port = int(tts.grpc_address.rsplit(":", 1)[1])
-    edge = start_edge(vad_service, llm_service, tts)
+    edge = start_edge(vad_service, scripted_llm, tts)
     try:
         async with realtime_socket(edge.url) as session:
             await session.next_event("session.created")

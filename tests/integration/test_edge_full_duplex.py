@@ -44,7 +44,7 @@ async def test_speaking_over_the_assistant_stops_it_and_the_new_question_is_answ
         await call.wait_until(lambda: call.loud_seconds() >= 1.5, timeout=30)  # well into the reply
         before = len(call.events)
         clips = len(call.microphone.clip_started)
-        call.microphone.play(_said("What is the capital of Italy?"))
+        call.microphone.play(_said("What is the capital of Germany?"))
         truncated = await call.wait_for("conversation.item.truncated", after=before, timeout=15)
         second = await call.wait_for("response.created", after=before, timeout=60)
         await call.wait_until(
@@ -77,8 +77,8 @@ async def test_speaking_over_the_assistant_stops_it_and_the_new_question_is_answ
         assert first_done["status_details"]["reason"] == "turn_detected"
         assert first_text == heard
     # The interrupting question, from its first word, is answered.
-    assert {"what", "capital", "italy"} <= set(spoken_words(transcripts[-1]["transcript"])), transcripts[-1]
-    assert "Rome" in done[second["response"]["id"]]["output"][0]["content"][0]["transcript"]
+    assert {"what", "capital", "germany"} <= set(spoken_words(transcripts[-1]["transcript"])), transcripts[-1]
+    assert "Berlin" in done[second["response"]["id"]]["output"][0]["content"][0]["transcript"]
     assert await _metric(edge_service, "parley_edge_barge_ins_total") >= barge_ins + 1
 
 
@@ -107,11 +107,11 @@ async def test_the_assistants_own_voice_coming_back_does_not_interrupt_it(edge_s
 
 
 async def test_omni_sends_camera_pictures_with_the_users_speech(
-    edge_service: ServiceProcess, llm_service: ServiceProcess
+    edge_service: ServiceProcess, scripted_llm: ServiceProcess
 ) -> None:
     """The bundled model reads text only: it says so, which it does only for a turn that came
     with images; the LLM service counts the pictures it received."""
-    images_before = _llm_images(llm_service)
+    images_before = _llm_images(scripted_llm)
     call = RealtimeCall(edge_service.url, receive_prefetch=1, camera=True)
     try:
         await call.connect({"type": "realtime", "parley": {"mode": "omni"}})
@@ -123,7 +123,7 @@ async def test_omni_sends_camera_pictures_with_the_users_speech(
         await call.close()
     reply = done["response"]["output"][0]["content"][0]["transcript"]
     assert reply.startswith("I can't see images"), reply
-    received = _llm_images(llm_service) - images_before
+    received = _llm_images(scripted_llm) - images_before
     assert 1 <= received <= 4, f"{received} pictures: one as the turn opens, then one a second of speech"
 
 

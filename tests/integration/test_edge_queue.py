@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.support.counts import edge_metric, wait_for_edge_metric
-from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.processes import ServiceProcess, start_edge, start_scripted_llm
 from tests.support.realtime_ws import RealtimeSocket, realtime_socket
 
 
@@ -29,9 +29,9 @@ async def _text_turn_works(socket: RealtimeSocket) -> None:
 
 @pytest.fixture(scope="module")
 def one_session_edge(
-    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+    vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess
 ) -> Iterator[ServiceProcess]:
-    edge = start_edge(vad_service, llm_service, tts_service, "--llm-sessions-per-replica=1")
+    edge = start_edge(vad_service, scripted_llm, tts_service, "--llm-sessions-per-replica=1")
     yield edge
     assert edge.stop() == 0
 
@@ -106,18 +106,18 @@ async def test_sessions_wait_in_line_with_positions_and_are_all_served(one_sessi
 
 @pytest.fixture(scope="module")
 def second_llm() -> Iterator[ServiceProcess]:
-    service = start_service("services.llm", "--max-sessions=8", timeout=180)
+    service = start_scripted_llm("--max-sessions=8")
     yield service
     service.stop()
 
 
 async def test_a_replica_that_stops_answering_gets_no_new_sessions(
-    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess, second_llm: ServiceProcess
+    vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess, second_llm: ServiceProcess
 ) -> None:
-    first, second = llm_service.grpc_address, second_llm.grpc_address
+    first, second = scripted_llm.grpc_address, second_llm.grpc_address
     edge = start_edge(
         vad_service,
-        llm_service,
+        scripted_llm,
         tts_service,
         f"--llm-addresses={json.dumps([first, second])}",
         "--llm-sessions-per-replica=4",

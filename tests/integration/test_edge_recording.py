@@ -23,10 +23,10 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture
 def recording_edge(
-    tmp_path: Path, vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+    tmp_path: Path, vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess
 ) -> Iterator[tuple[ServiceProcess, Path]]:
     folder = tmp_path / "recordings"
-    edge = start_edge(vad_service, llm_service, tts_service, f"--record-dir={folder}", "--record-keep-sessions=3")
+    edge = start_edge(vad_service, scripted_llm, tts_service, f"--record-dir={folder}", "--record-keep-sessions=3")
     yield edge, folder
     edge.stop()
 

@@ -97,6 +97,15 @@ async def test_probabilities_cover_every_window_in_order(vad_channel, utterances
     assert offsets == list(np.cumsum([0, *counts[:-1]]) * 512)
     assert sum(counts) == len(audio) // 512
     assert max(p for b in batches for p in b.probabilities) > 0.9
+    # Each chunk's probabilities come after the events it caused: their processed_samples is
+    # progress (nothing more will be said of the audio before it), which the edge relies on.
+    heard = 0
+    for response in responses[1:]:
+        assert response.processed_samples >= heard, "no event is about audio already reported as heard"
+        if response.HasField("probabilities"):
+            heard = response.processed_samples
+            assert heard == response.probabilities.offset_samples + 512 * len(response.probabilities.probabilities)
+    assert {"speech_started", "speech_ended"} <= {r.WhichOneof("event") for r in responses}
 
 
 async def test_32_concurrent_streams_get_their_own_events(vad_channel, utterances) -> None:

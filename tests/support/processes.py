@@ -108,6 +108,12 @@ def start_service(
     return service
 
 
+def start_scripted_llm(*args: str) -> ServiceProcess:
+    """The LLM service with scripted replies (``tests.support.scripted_llm``): real recognition,
+    sessions and gRPC, words that do not depend on the CPU."""
+    return start_service("tests.support.scripted_llm", *args, timeout=180)
+
+
 def start_edge(vad: ServiceProcess, llm: ServiceProcess, tts: ServiceProcess, *args: str) -> ServiceProcess:
     """The edge on a free loopback port, its ICE host candidates limited to 127.0.0.1."""
     return start_service(

@@ -12,9 +12,12 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
+from parley.v1 import vad_pb2
 
 from tests.support.speech import resample, speak, trim
+from tests.support.vad_client import detect
 
 RATE = 16000
 LEAD_SILENCE_S = 0.3
@@ -145,16 +148,12 @@ class TurnOutcome:
         return not self.premature
 
 
-async def detect_turn(channel: object, sample: TurnSample, semantic: bool, pause_ms: int) -> TurnOutcome:
+async def detect_turn(channel: grpc.aio.Channel, sample: TurnSample, semantic: bool, pause_ms: int) -> TurnOutcome:
     """Stream ``sample`` through the VAD service; semantic end of turn or plain silence of ``pause_ms``."""
-    from parley.v1 import vad_pb2
-
-    from tests.support.vad_client import detect
-
     options: dict[str, object] = {"min_silence_ms": pause_ms, "speech_pad_ms": 300}
     if semantic:
         options["turn_detection"] = vad_pb2.TurnDetectionConfig()
-    responses = await detect(channel, sample.audio, RATE, chunk_ms=32, **options)  # type: ignore[arg-type]
+    responses = await detect(channel, sample.audio, RATE, chunk_ms=32, **options)
     scores = [r.turn_scored for r in responses if r.WhichOneof("event") == "turn_scored"]
     end_kind = "turn_ended" if semantic else "speech_ended"
     ends = [r for r in responses if r.WhichOneof("event") == end_kind]
