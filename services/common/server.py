@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 import prometheus_client
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -25,6 +26,12 @@ T = TypeVar("T")
 
 class ServerDraining(Exception):
     """Raised into a streaming handler when the server starts to shut down."""
+
+
+class InvalidRequest(ValueError):
+    """A request the client must fix: the call ends with ``code`` (INVALID_ARGUMENT) and this message."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class Lifecycle:
@@ -52,6 +59,10 @@ class Lifecycle:
                     request = next_request.result()
                 except StopAsyncIteration:
                     return
+                except DecodeError as exc:  # bytes that are no such message, or text that is not UTF-8
+                    raise InvalidRequest(
+                        f"a request could not be parsed ({exc}): not this method's message, or text not UTF-8"
+                    ) from None
                 yield request
         finally:
             drain_wait.cancel()

@@ -15,6 +15,7 @@ import copy
 import grpc
 from parley.v1 import conversation_pb2_grpc, speech_pb2_grpc, vad_pb2_grpc
 
+from services.common.limits import MAX_OUTPUT_TOKENS_API
 from services.edge.pool import LlmPool, Replica
 from services.edge.settings import EdgeSettings
 
@@ -56,6 +57,7 @@ class ModelServices:
         self.tts = speech_pb2_grpc.SpeechSynthesisServiceStub(self.channels["tts"])
         self.llm: conversation_pb2_grpc.ConversationServiceStub | None = None  # per session: pinned()
         self.pool = LlmPool(settings, self.channel)
+        self.replica: Replica | None = None  # per session: pinned()
 
     def channel(self, address: str) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(address, options=self._options)
@@ -65,7 +67,15 @@ class ModelServices:
         view = copy.copy(self)
         view.channels = {**self.channels, "llm": replica.channel}
         view.llm = replica.stub
+        view.replica = replica
         return view
+
+    @property
+    def max_output_tokens(self) -> int:
+        """The longest reply a session may ask for: its replica's limit, else every replica's,
+        else the API's."""
+        limit = (self.replica.max_output_tokens if self.replica else 0) or self.pool.max_output_tokens
+        return min(limit, MAX_OUTPUT_TOKENS_API) if limit else MAX_OUTPUT_TOKENS_API
 
     async def ensure_ready(self, name: str, wait_seconds: float = 1.5) -> None:
         """Give a channel that is reconnecting a moment to come back before a call is made on it.

@@ -35,6 +35,7 @@ class Replica:
     stub: conversation_pb2_grpc.ConversationServiceStub
     healthy: bool = False
     capacity: int = 0
+    max_output_tokens: int = 0  # the replica's limit on a reply's length (0: not known yet)
     sessions: set[str] = field(default_factory=set)
     from_dns: bool = False
 
@@ -71,6 +72,12 @@ class LlmPool:
     @property
     def room(self) -> int:
         return sum(r.room for r in self.replicas.values())
+
+    @property
+    def max_output_tokens(self) -> int:
+        """The reply length every replica allows (0: none has said), for sessions not yet placed."""
+        limits = [r.max_output_tokens for r in self.replicas.values() if r.max_output_tokens]
+        return min(limits, default=0)
 
     def place(self, session_id: str) -> Replica | None:
         """Pin a session to the healthy replica with the most room; None when all are full."""
@@ -120,6 +127,7 @@ class LlmPool:
             if load is not None:
                 limit = self._settings.llm_sessions_per_replica or load.max_sessions
                 replica.capacity = min(load.max_sessions, limit) if load.max_sessions else limit
+                replica.max_output_tokens = load.max_output_tokens
             if was != replica.healthy:
                 log.warning(
                     "llm replica back" if replica.healthy else "llm replica out",

@@ -14,10 +14,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from services.common.limits import MAX_OUTPUT_TOKENS_API, MAX_SPEECH_SPEED, MIN_SPEECH_SPEED
+
 # Audio in events is base64 PCM16 mono at 24 kHz, as in the OpenAI API.
 REALTIME_AUDIO_RATE = 24000
 # One append carries at most 15 MiB of base64 in OpenAI's API; Parley takes at most 10 s of audio.
 MAX_APPEND_SECONDS = 10
+
+
+# A reply's length limit as the API takes it: 1-4096 tokens or "inf" (the LLM replica's own
+# limit, which may be lower, is checked by the session when the value is set).
+OutputTokens = Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS_API, strict=True)] | Literal["inf"]
 
 
 class _Strict(BaseModel):
@@ -56,7 +63,7 @@ class AudioInput(_Strict):
 class AudioOutput(_Strict):
     format: AudioFormat | None = None
     voice: str | None = None
-    speed: float | None = Field(None, ge=0.25, le=1.5)
+    speed: float | None = Field(None, ge=MIN_SPEECH_SPEED, le=MAX_SPEECH_SPEED)  # the TTS service's range
 
 
 class AudioConfig(_Strict):
@@ -78,7 +85,7 @@ class SessionConfig(_Strict):
     instructions: str | None = Field(None, max_length=16_000)
     output_modalities: list[Literal["audio", "text"]] | None = Field(None, min_length=1, max_length=1)
     audio: AudioConfig | None = None
-    max_output_tokens: int | Literal["inf"] | None = None
+    max_output_tokens: OutputTokens | None = None
     parley: ParleySettings | None = None
 
 
@@ -157,7 +164,7 @@ class ConversationItemDelete(_ClientEvent):
 class ResponseParams(_Strict):
     instructions: str | None = Field(None, max_length=16_000)
     output_modalities: list[Literal["audio", "text"]] | None = None
-    max_output_tokens: int | Literal["inf"] | None = None
+    max_output_tokens: OutputTokens | None = None
     conversation: Literal["auto", "none"] | None = None
     metadata: dict[str, str] | None = None
 
@@ -244,7 +251,8 @@ def _explain(exc: ValidationError, raw: str | bytes) -> ProtocolError:
         return ProtocolError(
             "unknown_event_type", f"unknown event type {event_type!r}; Parley accepts {known}", event_id, "type"
         )
-    location = ".".join(str(part) for part in error["loc"][1:])  # [0] is the event type tag
+    # [0] is the event type tag; a union's member tags ("constrained-int", "literal['inf']") are not fields.
+    location = ".".join(str(p) for p in error["loc"][1:] if isinstance(p, int) or str(p).isidentifier())
     if error["type"] == "extra_forbidden":
         return ProtocolError("unknown_parameter", f"unknown field {location!r} in {event_type}", event_id, location)
     message = error["msg"].removeprefix("Value error, ")

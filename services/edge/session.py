@@ -329,6 +329,7 @@ class Session:
         new_config = self.state.apply(update)
         if (update.get("parley") or {}).get("record") and self._settings.record_dir is None:
             raise _no_recording(event.event_id)
+        self._check_output_tokens(new_config.max_output_tokens, event.event_id, "session.max_output_tokens")
         voice = new_config.audio.output.voice if new_config.audio and new_config.audio.output else None
         if voice and voice != self.state.voice:
             await self._check_voice(voice, event.event_id)
@@ -339,6 +340,17 @@ class Session:
         self.camera.frames_per_second = fps or 1.0
         self._apply_recording(event_id=event.event_id)
         self.emit({"type": "session.updated", "session": self.state.to_event_object()})
+
+    def _check_output_tokens(self, value: int | str | None, event_id: str | None, param: str) -> None:
+        """A reply length the session's LLM replica allows (the API's 1-4096 is checked in parsing)."""
+        limit = self._services.max_output_tokens
+        if isinstance(value, int) and value > limit:
+            raise ProtocolError(
+                "invalid_value",
+                f"max_output_tokens may be at most {limit} on this server, got {value}",
+                event_id,
+                param,
+            )
 
     async def _check_voice(self, voice: str, event_id: str | None) -> None:
         try:
@@ -450,6 +462,7 @@ class Session:
             respond_at_once=respond_at_once,
             transcribe_only=transcribe_only,
             first_spoken_chars=self._settings.first_spoken_chars,
+            stall_seconds=self._settings.service_stall_seconds,
         )
 
     def _new_turn(self, options: TurnOptions) -> Turn:
@@ -480,6 +493,8 @@ class Session:
                 event.event_id,
             )
         params = event.response
+        if params is not None:
+            self._check_output_tokens(params.max_output_tokens, event.event_id, "response.max_output_tokens")
         options = self._options(self._pending_audio_item, respond_at_once=True)
         if params is not None and params.output_modalities:
             options.modalities = list(params.output_modalities)

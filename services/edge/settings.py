@@ -63,6 +63,13 @@ class EdgeSettings(ProcessSettings):
         180, gt=0, description="Session length assumed for queue wait estimates until sessions have ended here."
     )
     tts_address: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
+    service_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="A reply fails (response.done 'failed', an error event) when, once the user's turn has "
+        "ended, the LLM service says nothing for this long.",
+    )
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest gRPC message sent or received."
     )

@@ -73,6 +73,7 @@ class TurnOptions:
     transcribe_only: bool = False  # add the user's words to the history without a reply
     replaces_turn_id: str = ""  # a turn begun at a tentative pause that this one replaces
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
+    stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
 
 class Turn:
@@ -124,6 +125,11 @@ class Turn:
         # is confirmed as the end of the turn) or discarded (the user went on speaking).
         self._holding = False
         self._discarded = False
+        # Once input has ended, each word from the LLM or TTS service must come within
+        # stall_seconds; a call given up on says why here (and the turn fails with it).
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._abandoned: tuple[str, grpc.StatusCode, str] | None = None  # (service, status, details)
+        self._llm_done = False
         # Events and audio (bytes) in the order they came: released in that order, so that no
         # audio delta follows the response.done of a reply that finished while held.
         self._held: list[Event | bytes] = []
@@ -153,6 +159,29 @@ class Turn:
         if not self._input_ended:
             self._input_ended = True
             self._inputs.put_nowait(_END)
+            self._watch_for_stall()
+
+    def _watch_for_stall(self) -> None:
+        """(Re)start the deadline on the next word from the LLM (or, once it has finished, the
+        TTS) service: a service that hangs fails the reply instead of leaving it open for ever."""
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        if self._input_ended and not self.task.done():
+            self._stall_timer = asyncio.get_running_loop().call_later(self.options.stall_seconds, self._on_stall)
+
+    def _on_stall(self) -> None:
+        service = "tts" if self._llm_done else "llm"
+        self._abandon(service, grpc.StatusCode.DEADLINE_EXCEEDED, f"nothing for {self.options.stall_seconds:g} s")
+
+    def _abandon(self, service: str, status: grpc.StatusCode, details: str) -> None:
+        """Give the turn up: its calls are cancelled, and it fails with this reason."""
+        if self._abandoned is None:
+            self._abandoned = (service, status, details)
+        for call in (self._call, self._tts_call):
+            if call is not None:
+                call.cancel()
+        if self._call is None and not self.task.done():
+            self.task.cancel()
 
     def hold(self) -> None:
         """Keep events and audio back until ``release()`` or ``discard()``."""
@@ -268,8 +297,11 @@ class Turn:
             assert self._services.llm is not None, "turns are made by admitted sessions only"
             self._call = self._services.llm.Respond()
             writer = asyncio.create_task(self._write_inputs())
+            writer.add_done_callback(self._on_writer_done)
             async for event in self._call:
+                self._watch_for_stall()
                 await self._on_llm_event(event)
+            self._llm_done = True
             await writer
             if self._tts_call is not None:
                 with contextlib.suppress(grpc.aio.AioRpcError):  # the reader reports TTS failures
@@ -277,17 +309,25 @@ class Turn:
                     await self._tts_call.done_writing()
                 assert self._tts_reader is not None
                 await self._tts_reader
+            if self._abandoned is not None:
+                self._fail_abandoned()
             if self.status == "in_progress":
                 self.status = "completed"
         except asyncio.CancelledError:
-            self.status = "cancelled"
-            raise
+            if self._abandoned is None:
+                self.status = "cancelled"
+                raise
+            self._fail_abandoned()
         except grpc.aio.AioRpcError as exc:
-            if self._cancelled or exc.code() == grpc.StatusCode.CANCELLED:
+            if self._abandoned is not None:
+                self._fail_abandoned()
+            elif self._cancelled or exc.code() == grpc.StatusCode.CANCELLED:
                 self.status = "cancelled"
             else:
                 self._fail(exc)
         finally:
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
             if writer is not None:
                 writer.cancel()
             if self._tts_reader is not None and not self._tts_reader.done():
@@ -298,6 +338,19 @@ class Turn:
                 self._tts_call.cancel()
             if self._announced:
                 self._finish()
+
+    def _on_writer_done(self, writer: asyncio.Task[None]) -> None:
+        """The turn's input could not be sent (a bug, or a value protobuf refuses): fail the turn
+        now, rather than leave the LLM service waiting for input that never comes."""
+        if writer.cancelled() or writer.exception() is None:
+            return
+        log.error("turn input could not be sent", extra={"turn": self.turn_id}, exc_info=writer.exception())
+        self._abandon("llm", grpc.StatusCode.INTERNAL, "the turn's input could not be sent")
+
+    def _fail_abandoned(self) -> None:
+        assert self._abandoned is not None
+        service, status, details = self._abandoned
+        self._fail(grpc.aio.AioRpcError(status, grpc.aio.Metadata(), grpc.aio.Metadata(), details), service)
 
     def _fail(self, exc: grpc.aio.AioRpcError, service: str = "llm") -> None:
         """Report a failed model call once; the first failure is the one the client hears of."""
@@ -390,6 +443,7 @@ class Turn:
         """Audio from the TTS call to the output, as it comes."""
         try:
             async for response in self._tts_call:
+                self._watch_for_stall()
                 kind = response.WhichOneof("event")
                 if kind == "audio":
                     pcm = response.audio.pcm16

@@ -64,7 +64,13 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     ) -> AsyncIterator[conversation_pb2.RespondResponse]:
         async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
             try:
-                first = await anext(requests, None)
+                try:
+                    first = await asyncio.wait_for(anext(requests, None), self._settings.header_wait_seconds)
+                except TimeoutError:
+                    raise TurnError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"no TurnHeader within {self._settings.header_wait_seconds:g} s of the call's start",
+                    ) from None
                 if first is None or first.WhichOneof("request") != "header":
                     raise InvalidRequest("the first request of a turn must be a TurnHeader")
                 # Closed explicitly, innermost first, when the call ends early (a cancelled turn):
@@ -365,6 +371,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             active_sessions=len(self._sessions),
             max_sessions=self._sessions.max_sessions,
             active_turns=self.active_turns,
+            max_output_tokens=self._settings.max_output_tokens,
         )
 
     async def expire_idle_sessions(self) -> None:

@@ -84,6 +84,9 @@ class LlmSettings(ServiceSettings):
     )
     max_sessions: int = Field(16, ge=1, description="Sessions held at once; new ones beyond get RESOURCE_EXHAUSTED.")
     session_idle_seconds: float = Field(600, gt=0, description="A session unused this long is freed.")
+    header_wait_seconds: float = Field(
+        10, gt=0, le=600, description="A Respond call whose TurnHeader does not come within this long is refused."
+    )
     turn_wait_seconds: float = Field(
         5, gt=0, description="How long a turn waits for the same session's previous turn to finish."
     )

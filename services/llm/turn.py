@@ -12,6 +12,7 @@ from parley.v1 import audio_pb2, conversation_pb2
 from PIL import Image
 
 from services.common.audio import AudioFormatError, pcm16_to_float32
+from services.common.server import InvalidRequest
 from services.llm import metrics
 from services.llm.asr import RATE, TurnTranscriber
 from services.llm.backends import GenerationParams
@@ -19,10 +20,6 @@ from services.llm.settings import LlmSettings
 
 SUPPORTED_RATES = (8000, 16000, 24000, 48000)
 SESSION_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
-
-
-class InvalidRequest(ValueError):
-    """Input the client must fix: INVALID_ARGUMENT with this message."""
 
 
 def validate_header(header: conversation_pb2.TurnHeader, settings: LlmSettings) -> GenerationParams:

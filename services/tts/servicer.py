@@ -11,9 +11,9 @@ import math
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.message import DecodeError
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
+from services.common.limits import MAX_SPEECH_SPEED, MIN_SPEECH_SPEED
 from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.tts import metrics
 from services.tts.scheduler import SynthesisScheduler
@@ -25,7 +25,6 @@ from services.tts.voices import UnknownVoice, VoiceCatalog
 log = logging.getLogger(__name__)
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
 MIN_FIRST_PIECE, MAX_FIRST_PIECE = 8, 1000
 
 
@@ -39,8 +38,8 @@ def resolve_config(config: speech_pb2.SynthesisConfig, voices: VoiceCatalog) -> 
             f"(or 0 for the voice's own {voice.info.native_sample_rate}), got {config.sample_rate}"
         )
     speed = config.speed if config.HasField("speed") else 1.0
-    if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
-        raise InvalidRequest(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed:g}")
+    if not (math.isfinite(speed) and MIN_SPEECH_SPEED <= speed <= MAX_SPEECH_SPEED):
+        raise InvalidRequest(f"speed must be between {MIN_SPEECH_SPEED} and {MAX_SPEECH_SPEED}, got {speed:g}")
     return StreamConfig(voice=voice, sample_rate=rate, speed=speed)
 
 
@@ -140,12 +139,6 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         except UnknownVoice as exc:
             code, message = grpc.StatusCode.NOT_FOUND, str(exc)
-        except DecodeError as exc:
-            # protobuf refuses a string field that is not valid UTF-8 when the request is read.
-            code, message = (
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"a request could not be parsed ({exc}); text must be UTF-8",
-            )
         except ServerDraining:
             code, message = grpc.StatusCode.UNAVAILABLE, "the TTS server is shutting down; open a new stream"
         except (asyncio.CancelledError, GeneratorExit):

@@ -22,6 +22,7 @@ import soxr
 from parley.v1 import audio_pb2, speech_pb2
 
 from services.common.audio import float32_to_pcm16
+from services.common.server import InvalidRequest
 from services.tts import metrics
 from services.tts.backends import Cancellation, SpeechVoice
 from services.tts.normalisation import CODE_BLOCK_PHRASE, normalise_for_speech, remove_control_characters
@@ -29,10 +30,6 @@ from services.tts.scheduler import SynthesisScheduler
 from services.tts.segmentation import Segment, SegmentLimits, TextSegmenter
 
 log = logging.getLogger(__name__)
-
-
-class InvalidRequest(ValueError):
-    """A request the client must fix; ends the call with INVALID_ARGUMENT and this message."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 from services.common.audio import AudioFormatError, pcm16_to_float32
-from services.common.server import Lifecycle, ServerDraining, abort_after_input
+from services.common.server import InvalidRequest, Lifecycle, ServerDraining, abort_after_input
 from services.vad import metrics
 from services.vad.batcher import InferenceBatcher, InferenceJob
 from services.vad.model import SUPPORTED_RATES, context_samples, initial_state, window_samples
@@ -26,12 +26,6 @@ log = logging.getLogger(__name__)
 
 # A stream is judged against real time over this much audio, so one slow step is not a warning.
 REALTIME_CHECK_SECONDS = 1.0
-
-
-class InvalidRequest(ValueError):
-    """A request the client must fix; ends the call with INVALID_ARGUMENT and this message."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class UnsupportedRequest(InvalidRequest):

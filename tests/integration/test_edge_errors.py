@@ -91,6 +91,14 @@ async def test_unknown_api_paths_get_json_404(edge_service: ServiceProcess) -> N
         ('{"type": "response.cancel"}', "response_cancel_not_active", "no active response"),
         ('{"type": "response.create"}', "nothing_to_respond_to", "conversation.item.create"),
         ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty", "100 ms"),
+        # Values a turn would refuse are refused where they are set (they used to pass, then fail
+        # every turn, or leave a response open for ever).
+        ('{"type": "session.update", "session": {"max_output_tokens": -1}}', "invalid_value", "max_output_tokens"),
+        ('{"type": "session.update", "session": {"max_output_tokens": 0}}', "invalid_value", "max_output_tokens"),
+        ('{"type": "session.update", "session": {"max_output_tokens": 5000}}', "invalid_value", "4096"),
+        ('{"type": "session.update", "session": {"max_output_tokens": 3000}}', "invalid_value", "at most 2048"),
+        ('{"type": "response.create", "response": {"max_output_tokens": 1099511627776}}', "invalid_value", "4096"),
+        ('{"type": "session.update", "session": {"audio": {"output": {"speed": 0.3}}}}', "invalid_value", "speed"),
     ],
 )
 async def test_bad_events_get_error_events_and_the_session_goes_on(
@@ -105,6 +113,20 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(
         assert error["code"] == code
         assert message_part in error["message"]
         await _text_turn_works(socket)
+
+
+async def test_every_speed_the_tts_can_do_is_accepted_and_spoken(edge_service: ServiceProcess) -> None:
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        session = {"type": "realtime", "parley": {"mode": "chat"}, "audio": {"output": {"speed": 1.8}}}
+        await socket.send({"type": "session.update", "session": session})
+        assert (await socket.next_event("session.updated"))["session"]["audio"]["output"]["speed"] == 1.8
+        await socket.send(TEXT_QUESTION)
+        await socket.send({"type": "response.create", "response": {"max_output_tokens": 2048}})
+        done = await socket.next_event("response.done", timeout=60)
+    assert done["response"]["status"] == "completed", done["response"]
+    assert socket.of_type("response.output_audio.delta"), "the reply was spoken"
+    assert not socket.of_type("error")
 
 
 async def test_too_much_audio_in_one_append_is_refused(edge_service: ServiceProcess) -> None:

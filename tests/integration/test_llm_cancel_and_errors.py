@@ -14,6 +14,7 @@ from PIL import Image
 from services.llm.settings import DEFAULT_SYSTEM_PROMPT
 from tests.integration.test_llm_conversation import prompt_tokens
 from tests.integration.test_llm_conversation import tokenizer as tokenizer  # the fixture
+from tests.support.calls import unparseable_request_error
 from tests.support.llm_client import (
     END,
     TurnResult,
@@ -156,3 +157,29 @@ async def test_capacity_load_and_drain() -> None:
         assert await asyncio.to_thread(service.process.wait, 60) == 0
     finally:
         service.stop()
+
+
+async def test_bytes_that_are_no_request_get_invalid_argument(llm_channel: grpc.aio.Channel) -> None:
+    error = await unparseable_request_error(llm_channel, "/parley.v1.ConversationService/Respond")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert "could not be parsed" in (error.details() or "")
+
+
+async def test_a_call_that_never_sends_its_header_is_refused_in_time() -> None:
+    """The LLM used to wait for a TurnHeader for ever (an edge whose input writer had died)."""
+    service = start_service("tests.support.scripted_llm", "--header-wait-seconds=0.5", timeout=180)
+    try:
+        async with grpc.aio.insecure_channel(service.grpc_address) as channel:
+
+            async def nothing() -> AsyncIterator[conversation_pb2.RespondRequest]:
+                await asyncio.Event().wait()  # never a request, never half-closed
+                yield conversation_pb2.RespondRequest()
+
+            call = conversation_pb2_grpc.ConversationServiceStub(channel).Respond(nothing())
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                async for _ in call:
+                    pass
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.value
+        assert "TurnHeader" in (error.value.details() or "")
+    finally:
+        assert service.stop() == 0

@@ -104,6 +104,7 @@ async def test_reset_and_end_session(llm_channel: grpc.aio.Channel, tokenizer) -
     assert after_reset.done.usage.cached_input_tokens == system_prefix_tokens(tokenizer)
     load = await stub.GetLoad(conversation_pb2.GetLoadRequest())
     assert load.active_sessions >= 1 and load.max_sessions == SHARED_LLM_MAX_SESSIONS
+    assert load.max_output_tokens == 2048, "the limit the edge checks max_output_tokens by"
     await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))

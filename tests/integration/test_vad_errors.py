@@ -8,7 +8,7 @@ import numpy as np
 from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 from tests.support import speech
-from tests.support.calls import stream_until_error
+from tests.support.calls import stream_until_error, unparseable_request_error
 from tests.support.processes import start_service
 from tests.support.vad_client import audio_requests, config_request, detect, segments
 
@@ -117,3 +117,10 @@ async def test_streams_beyond_capacity_get_resource_exhausted() -> None:
             assert responses[0].HasField("ready")
     finally:
         assert service.stop() == 0
+
+
+async def test_bytes_that_are_no_request_get_invalid_argument(vad_channel: grpc.aio.Channel) -> None:
+    error = await unparseable_request_error(vad_channel, "/parley.v1.VoiceActivityService/Detect")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert "could not be parsed" in (error.details() or "")
+    assert await detect(vad_channel, np.zeros(16000, np.float32), 16000), "the service goes on"

@@ -24,3 +24,14 @@ async def stream_until_error(
         async for _ in call:
             pass
     return error.value
+
+
+async def unparseable_request_error(channel: grpc.aio.Channel, method: str) -> grpc.aio.AioRpcError:
+    """Send bytes that are no protobuf message to the bidi ``method`` (its full path) and return
+    the error (the test fails if the call succeeds)."""
+    raw = channel.stream_stream(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    call = raw(iter([b"\xff\xff\xff\xff not a protobuf message"]))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        async for _ in call:
+            pass
+    return error.value

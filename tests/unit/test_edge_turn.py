@@ -1,6 +1,9 @@
-"""A turn held at a tentative pause keeps its events and audio back; released, it sends them in
-the order they came. A reply that finished while held used to send its response.done before its
-audio, so a WebSocket client saw no audio delta in its response (the openai SDK voice turn)."""
+"""The edge's Turn against fakes of the LLM and TTS calls.
+
+A turn held at a tentative pause keeps its events and audio back; released, it sends them in
+the order they came (a reply that finished while held used to send its response.done before its
+audio, so a WebSocket client saw no audio delta in its response). A turn whose service says
+nothing, or whose input cannot be sent, fails with an error instead of staying open for ever."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ class FakeCall:
     def __init__(self, responses: list[Any], gate: asyncio.Event | None = None) -> None:
         self._responses = responses
         self._gate = gate
+        self._cancelled = asyncio.Event()
         self.written: list[Any] = []
 
     async def write(self, request: Any) -> None:
@@ -28,12 +32,19 @@ class FakeCall:
         return None
 
     def cancel(self) -> bool:
-        return False
+        self._cancelled.set()
+        return True
 
     async def _stream(self) -> AsyncIterator[Any]:
         if self._gate is not None:
-            await self._gate.wait()
+            opened = asyncio.ensure_future(self._gate.wait())
+            cancelled = asyncio.ensure_future(self._cancelled.wait())
+            await asyncio.wait({opened, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            opened.cancel()
+            cancelled.cancel()
         for response in self._responses:
+            if self._cancelled.is_set():
+                raise asyncio.CancelledError  # as a cancelled grpc.aio call does
             yield response
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -43,7 +54,8 @@ class FakeCall:
 class FakeServices:
     """ModelServices with one scripted LLM reply and one piece of speech for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, llm_gate: asyncio.Event | None = None) -> None:
+        self._llm_gate = llm_gate
         reply = conversation_pb2.RespondResponse
         self.llm = self
         self.tts = self
@@ -58,7 +70,7 @@ class FakeServices:
         return None
 
     def Respond(self) -> FakeCall:  # noqa: N802 (a gRPC stub's method name)
-        return FakeCall(self._llm_responses)
+        return FakeCall(self._llm_responses, self._llm_gate)
 
     def Synthesize(self) -> FakeCall:  # noqa: N802
         audio = speech_pb2.SynthesizeResponse(audio=audio_pb2.AudioChunk(pcm16=b"\x01\x00" * 480))
@@ -81,8 +93,8 @@ class RecordingOutput:
         self._log.append("audio")
 
 
-def _options() -> TurnOptions:
-    return TurnOptions(
+def _options(**changes: Any) -> TurnOptions:
+    options = TurnOptions(
         session_id="sess_test",
         mode=conversation_pb2.CONVERSATION_MODE_HALF_DUPLEX,
         modalities=["audio"],
@@ -93,6 +105,9 @@ def _options() -> TurnOptions:
         user_item_id="item_user",
         respond_at_once=False,
     )
+    for name, value in changes.items():
+        setattr(options, name, value)
+    return options
 
 
 async def test_a_reply_finished_while_held_is_released_audio_before_response_done() -> None:
@@ -118,3 +133,33 @@ async def test_a_discarded_turn_sends_nothing() -> None:
     turn.discard()
     turn.release()
     assert log == []
+
+
+async def test_a_silent_llm_fails_the_reply_once_its_deadline_passes() -> None:
+    sent: list[dict[str, Any]] = []
+    never = asyncio.Event()
+    options = _options(respond_at_once=True, stall_seconds=0.2)
+    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn.send_text("Hello?")
+    turn.end_input()
+    await asyncio.wait_for(turn.task, 5)
+    types = [e["type"] for e in sent]
+    assert types[0] == "response.created" and types[-1] == "response.done"
+    error = next(e for e in sent if e["type"] == "error")["error"]
+    assert error["code"] == "service_unavailable"
+    assert sent[-1]["response"]["status"] == "failed"
+
+
+async def test_input_that_cannot_be_sent_fails_the_turn_at_once() -> None:
+    """A value protobuf refuses (2**40 tokens in a uint32) used to kill the input writer
+    silently: the LLM service waited for a header and the reply never ended."""
+    sent: list[dict[str, Any]] = []
+    options = _options(respond_at_once=True, max_output_tokens=2**40, stall_seconds=600)
+    never = asyncio.Event()
+    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn.end_input()
+    await asyncio.wait_for(turn.task, 5)
+    types = [e["type"] for e in sent]
+    assert types[0] == "response.created" and types[-1] == "response.done"
+    assert next(e for e in sent if e["type"] == "error")["error"]["code"] == "service_error"
+    assert sent[-1]["response"]["status"] == "failed"
