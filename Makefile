@@ -10,7 +10,9 @@ GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 # Debian packages the tests need, as command:package. espeak-ng speaks the test utterances,
 # chromium runs the call page in the browser tests (driven by npm's playwright-core; it never
-# downloads a browser), kubectl renders the Kubernetes manifests (kustomize) for their checks.
+# downloads a browser), kubectl renders the Kubernetes manifests (kustomize) for their checks. The
+# manifests use kustomize 5 syntax: kubectl 1.27 or newer (the machine image's is 1.32); Debian 12's
+# kubernetes-client, installed only where there is no kubectl at all, is 1.20 and too old for them.
 TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-client
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -106,6 +106,7 @@ def _render(overlay: str, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         timeout=120,
     )
     assert result.returncode == 0, f"kubectl kustomize k8s/overlays/{overlay} failed:\n{result.stderr}"
+    assert result.stderr.strip() == "", f"kustomize warns about k8s/overlays/{overlay}:\n{result.stderr}"
     path = tmp_path_factory.mktemp(f"k8s-{overlay}") / f"{overlay}.yaml"
     path.write_text(result.stdout)
     return Rendered(overlay, path)
