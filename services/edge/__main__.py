@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from services.common.logs import configure_logging
+from services.common.memory import keep_large_blocks_returnable
 from services.common.settings import parse_settings
 from services.edge.app import build_app
 from services.edge.settings import EdgeSettings
@@ -19,6 +20,7 @@ log = logging.getLogger("services.edge")
 
 
 async def serve(settings: EdgeSettings) -> None:
+    keep_large_blocks_returnable()  # clients' large events must not leave the edge bigger
     limit_ice_host_addresses(settings.ice_host_addresses)
     tls = ssl_context(settings)
     runner = web.AppRunner(build_app(settings), shutdown_timeout=settings.drain_seconds, access_log=None)

@@ -28,6 +28,22 @@ from services.edge.settings import EdgeSettings
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TurnLimits:
+    """What one LLM turn may carry: the caps on input a session piles up before a response."""
+
+    audio_seconds: float = 120.0
+    text_chars: int = 16_000
+    images: int = 8
+
+    def tightest(self, other: TurnLimits) -> TurnLimits:
+        return TurnLimits(
+            min(self.audio_seconds, other.audio_seconds),
+            min(self.text_chars, other.text_chars),
+            min(self.images, other.images),
+        )
+
+
 @dataclass(eq=False)
 class Replica:
     address: str
@@ -36,6 +52,7 @@ class Replica:
     healthy: bool = False
     capacity: int = 0
     max_output_tokens: int = 0  # the replica's limit on a reply's length (0: not known yet)
+    turn_limits: TurnLimits | None = None  # what one turn may carry (None: not known yet)
     sessions: set[str] = field(default_factory=set)
     from_dns: bool = False
 
@@ -78,6 +95,15 @@ class LlmPool:
         """The reply length every replica allows (0: none has said), for sessions not yet placed."""
         limits = [r.max_output_tokens for r in self.replicas.values() if r.max_output_tokens]
         return min(limits, default=0)
+
+    @property
+    def turn_limits(self) -> TurnLimits:
+        """What a turn may carry on every replica, for sessions not yet placed."""
+        limits = TurnLimits()
+        for replica in self.replicas.values():
+            if replica.turn_limits is not None:
+                limits = limits.tightest(replica.turn_limits)
+        return limits
 
     def place(self, session_id: str) -> Replica | None:
         """Pin a session to the healthy replica with the most room; None when all are full."""
@@ -128,6 +154,10 @@ class LlmPool:
                 limit = self._settings.llm_sessions_per_replica or load.max_sessions
                 replica.capacity = min(load.max_sessions, limit) if load.max_sessions else limit
                 replica.max_output_tokens = load.max_output_tokens
+                if load.max_turn_text_chars:  # a replica that reports them
+                    replica.turn_limits = TurnLimits(
+                        load.max_turn_audio_seconds, load.max_turn_text_chars, load.max_turn_images
+                    )
             if was != replica.healthy:
                 log.warning(
                     "llm replica back" if replica.healthy else "llm replica out",

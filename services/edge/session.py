@@ -92,6 +92,7 @@ class Session:
         self._resampler_24k = PcmResampler(24000, INPUT_RATE)
         self._commit_offset = 0
         self._pending: list[tuple[str, Any]] = []  # user input waiting for response.create
+        self._pending_size = {"audio": 0, "text": 0, "image": 0}  # samples, characters, pictures
         self._pending_audio_item: str | None = None
         self._last_item_id: str | None = None
         self._user_turn: Turn | None = None  # a turn whose user is still speaking
@@ -386,9 +387,9 @@ class Session:
                 f"{_ms(len(audio) // 2)} ms",
                 event_id,
             )
+        self._hold_pending([("audio", audio)], event_id)
         self._commit_offset = self._input.total
         item_id = events.new_id("item")
-        self._pending.append(("audio", audio))
         self._pending_audio_item = item_id
         self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
         self._add_user_item(item_id, [{"type": "input_audio", "transcript": None}])
@@ -439,10 +440,34 @@ class Session:
                     f"item.content.{index}.type",
                 )
         item_id = item.id or events.new_id("item")
-        self._pending.extend(inputs)
+        self._hold_pending(inputs, event.event_id)
         if any(kind == "audio" for kind, _ in inputs):
             self._pending_audio_item = item_id
         self._add_user_item(item_id, content)
+
+    def _hold_pending(self, inputs: list[tuple[str, Any]], event_id: str | None) -> None:
+        """Keep user input for the next response, within what one LLM turn may carry (the
+        replica's limits): a client piling up items gets an error, not the edge's memory."""
+        limits = self._services.turn_limits
+        caps = {
+            "audio": (int(limits.audio_seconds * INPUT_RATE), f"{limits.audio_seconds:g} s of audio"),
+            "text": (limits.text_chars, f"{limits.text_chars} characters of text"),
+            "image": (limits.images, f"{limits.images} images"),
+        }
+        added = dict.fromkeys(caps, 0)
+        for kind, value in inputs:
+            added[kind] += len(value) // 2 if kind == "audio" else len(value) if kind == "text" else 1
+        for kind, (cap, what) in caps.items():
+            if added[kind] and self._pending_size[kind] + added[kind] > cap:
+                raise ProtocolError(
+                    "pending_input_limit",
+                    f"the input waiting for a response would exceed {what}, the most one response can take; "
+                    "send response.create (or input_audio_buffer.clear) first",
+                    event_id,
+                )
+        self._pending.extend(inputs)
+        for kind, size in added.items():
+            self._pending_size[kind] += size
 
     # Responses.
 
@@ -509,6 +534,7 @@ class Session:
             else:
                 turn.send_image(value)
         self._pending.clear()
+        self._pending_size = dict.fromkeys(self._pending_size, 0)
         self._pending_audio_item = None
         turn.end_input()
         self._start_response(turn)

@@ -372,6 +372,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             max_sessions=self._sessions.max_sessions,
             active_turns=self.active_turns,
             max_output_tokens=self._settings.max_output_tokens,
+            max_turn_audio_seconds=self._settings.max_turn_audio_seconds,
+            max_turn_text_chars=self._settings.max_turn_text_chars,
+            max_turn_images=self._settings.max_turn_images,
         )
 
     async def expire_idle_sessions(self) -> None:

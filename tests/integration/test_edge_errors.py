@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 
 import aiohttp
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from PIL import Image
 
 from tests.support.counts import wait_for_edge_sessions
 from tests.support.processes import ServiceProcess, start_edge
@@ -127,6 +129,39 @@ async def test_every_speed_the_tts_can_do_is_accepted_and_spoken(edge_service: S
     assert done["response"]["status"] == "completed", done["response"]
     assert socket.of_type("response.output_audio.delta"), "the reply was spoken"
     assert not socket.of_type("error")
+
+
+def _user_item(*content: dict) -> dict:
+    return {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": list(content)}}
+
+
+async def test_input_piled_up_before_a_response_is_capped_per_session(edge_service: ServiceProcess) -> None:
+    """What one LLM turn can take (its replica's limits: 16000 characters, 8 images) is all a
+    session may hold for its next response; beyond it, an error, and the session goes on."""
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(picture, format="PNG")
+    image = {
+        "type": "input_image",
+        "image_url": "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode(),
+    }
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        await socket.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}})
+        await socket.send(_user_item({"type": "input_text", "text": "x" * 9000}))
+        await socket.send({**_user_item({"type": "input_text", "text": "y" * 9000}), "event_id": "evt_text"})
+        error = (await socket.next_event("error"))["error"]
+        assert (error["code"], error["event_id"]) == ("pending_input_limit", "evt_text"), error
+        assert "16000 characters" in error["message"]
+        for _ in range(8):
+            await socket.send(_user_item(image))
+        await socket.send(_user_item(image))
+        error = (await socket.next_event("error", timeout=30))["error"]
+        assert error["code"] == "pending_input_limit" and "8 images" in error["message"], error
+        assert len(socket.of_type("conversation.item.added")) == 9, "the items within the limits were kept"
+        await socket.send({"type": "response.create"})
+        done = await socket.next_event("response.done", timeout=60)
+        assert done["response"]["status"] == "completed"
+        await _text_turn_works(socket)  # answered input no longer counts
 
 
 async def test_too_much_audio_in_one_append_is_refused(edge_service: ServiceProcess) -> None:
