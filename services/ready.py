@@ -1,7 +1,7 @@
 """``python -m services.ready``: wait until the local stack is healthy, print where it is, stay up.
 
 Run by ``python -m services`` beside the services. Exits 1 if the stack is not healthy in time
-(which makes the process runner stop the rest); otherwise waits for SIGTERM and exits 0.
+(which makes the supervisor stop the rest); otherwise waits for SIGTERM and exits 0.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class ReadySettings(BaseSettings):
 
     model_config = SettingsConfigDict(cli_prog_name="python -m services.ready", cli_kebab_case=True, extra="forbid")
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the edge's
+    services_host: str = "127.0.0.1"  # the model services'
     port_offset: int = Field(0, ge=0)
     timeout: float = Field(180.0, gt=0)
 
@@ -51,22 +52,28 @@ async def _edge_ready(url: str) -> bool:
         return False
 
 
+def _reachable(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
 def _banner(settings: ReadySettings, local: str, edge_url: str) -> str:
     public = settings.host if settings.host not in ("0.0.0.0", "::") else "<this host's address>"
     page = edge_url if public == local else edge_url.replace(local, public)
     lines = ["", "Parley is running.", f"  Call page:  {page}", ""]
+    services = _reachable(settings.services_host)
     for entry in STACK:
         port = entry.port + settings.port_offset
         if entry.metrics_port is None:
             lines.append(f"  {entry.name:<5} HTTP {local}:{port:<6} metrics {edge_url}metrics")
         else:
-            metrics = f"http://{local}:{entry.metrics_port + settings.port_offset}/metrics"
-            lines.append(f"  {entry.name:<5} gRPC {local}:{port:<6} metrics {metrics}")
+            metrics = f"http://{services}:{entry.metrics_port + settings.port_offset}/metrics"
+            lines.append(f"  {entry.name:<5} gRPC {services}:{port:<6} metrics {metrics}")
     return "\n".join([*lines, "", "Ctrl-C stops everything."])
 
 
 async def wait(settings: ReadySettings) -> int:
-    local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    local = _reachable(settings.host)
+    services = _reachable(settings.services_host)
     scheme = "http" if settings.host in LOOPBACK_HOSTS else "https"  # the edge serves HTTPS beyond loopback
     edge = next(entry for entry in STACK if entry.name == "edge")
     edge_url = f"{scheme}://{local}:{edge.port + settings.port_offset}/"
@@ -76,7 +83,7 @@ async def wait(settings: ReadySettings) -> int:
         checks = [
             _edge_ready(edge_url)
             if entry.name == "edge"
-            else _grpc_serving(f"{local}:{entry.port + settings.port_offset}")
+            else _grpc_serving(f"{services}:{entry.port + settings.port_offset}")
             for entry in pending
         ]
         healthy = await asyncio.gather(*checks)

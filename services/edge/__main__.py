@@ -13,13 +13,26 @@ from services.common.memory import keep_large_blocks_returnable
 from services.common.settings import parse_settings
 from services.edge.app import build_app
 from services.edge.settings import EdgeSettings
-from services.edge.tls import ssl_context
+from services.edge.tls import LOOPBACK_HOSTS, ssl_context
 from services.edge.webrtc import limit_ice_host_addresses
 
 log = logging.getLogger("services.edge")
 
 
+def check_exposure(settings: EdgeSettings) -> None:
+    """Off loopback the API needs a token, unless the operator says in so many words that it does not."""
+    if settings.host in LOOPBACK_HOSTS or settings.api_token:
+        return
+    if not settings.insecure_no_auth:
+        raise SystemExit(
+            f"refusing to serve {settings.host} without a token: anyone who reaches it could use the models. "
+            "Set --api-token (PARLEY_EDGE_API_TOKEN), or --insecure-no-auth to serve it open anyway."
+        )
+    log.warning("serving beyond loopback without a token (--insecure-no-auth): anyone who reaches it can use it")
+
+
 async def serve(settings: EdgeSettings) -> None:
+    check_exposure(settings)
     keep_large_blocks_returnable()  # clients' large events must not leave the edge bigger
     limit_ice_host_addresses(settings.ice_host_addresses)
     tls = ssl_context(settings)

@@ -38,6 +38,12 @@ class EdgeSettings(ProcessSettings):
         "pass it as the subprotocol 'openai-insecure-api-key.<token>'). Never logged.",
     )
 
+    insecure_no_auth: bool = Field(
+        False,
+        description="Serve off loopback without --api-token: anyone who reaches the port can talk to the models. "
+        "Without this, an edge bound beyond loopback refuses to start without a token.",
+    )
+
     vad_address: str = Field("127.0.0.1:50051", description="host:port of the VAD service.")
     llm_address: str = Field("127.0.0.1:50052", description="host:port of the LLM service (one replica).")
     llm_addresses: list[str] = Field(

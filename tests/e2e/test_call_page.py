@@ -61,7 +61,8 @@ def _fake_microphone(path: Path, text: str, *more: str | float) -> Path:
     return path
 
 
-def _drive(edge: ServiceProcess, name: str, tmp_path: Path, *args: str) -> dict:
+def _drive(edge: ServiceProcess, name: str, tmp_path: Path, *args: str, page: str = "") -> dict:
+    """Run the driver on the edge's call page (or ``page``, an address on it)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / f"{name}.png"
     screenshot.unlink(missing_ok=True)
@@ -69,7 +70,7 @@ def _drive(edge: ServiceProcess, name: str, tmp_path: Path, *args: str) -> dict:
         [
             "node",
             str(DRIVER),
-            f"--url={edge.url}",
+            f"--url={page or edge.url}",
             f"--screenshot={screenshot}",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--timeout-ms=90000",
@@ -164,6 +165,28 @@ def test_chat_call_with_a_typed_question(browser_edge: ServiceProcess, tmp_path:
     assert "Paris" in result["assistant"][0], result["assistant"]
     assert "input_audio_buffer.speech_started" not in result["events"], "chat mode runs no server VAD"
     assert result["remoteAudioPeak"] > 0.05, "chat replies are spoken too"
+
+
+@pytest.fixture(scope="module")
+def protected_edge(
+    vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess
+) -> Iterator[ServiceProcess]:
+    service = start_edge(vad_service, scripted_llm, tts_service, "--api-token=page-token-0123")
+    yield service
+    assert service.stop() == 0
+
+
+def test_a_protected_server_is_called_with_the_token_from_the_pages_address(
+    protected_edge: ServiceProcess, tmp_path: Path
+) -> None:
+    """The page sends the token of its address's fragment (never sent to the server as part of
+    the URL) with every API request: its config, the call, the hangup."""
+    page = protected_edge.url + "#token=page-token-0123"
+    result = _drive(protected_edge, "chat_token", tmp_path, "--mode=chat", "--text=Say hello.", page=page)
+    assert result["ok"], result
+    assert result["console_errors"] == [], result["console_errors"]
+    assert result["assistant"][0].startswith("Hello"), result["assistant"]
+    assert not any("page-token" in str(record.get("msg")) for record in protected_edge.logs), "never logged"
 
 
 def test_phone_sized_screen(browser_edge: ServiceProcess, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@
 // here; keep them stable.
 //
 // This file wires the modules in js/ together (plain ES modules, no build step):
+//   auth.js        the API token a protected server asks for (#token=… or the token field)
 //   state.js       the page's elements, parleyStats, stored settings, the current call
 //   page.js        status line, enabled controls, activity label, error banner
 //   media.js       audio meters, the camera preview, images downscaled to JPEG
@@ -19,11 +20,20 @@
 // Each module imports only modules listed above it, so there are no import cycles; values that
 // several modules change (the call, the attached image) live in state.js.
 
+import { captureTokenFromAddress, hasToken } from "./js/auth.js";
 import { startCall, stopCall } from "./js/call.js";
 import { cancelReply } from "./js/channel.js";
 import { bindChat } from "./js/chat.js";
 import { clearError, setActivity, setState, showError } from "./js/page.js";
-import { FALLBACK_CONFIG, KNOWN_MODES, applyConfig, bindSettings, loadConfig, restoreControls } from "./js/settings.js";
+import {
+  FALLBACK_CONFIG,
+  KNOWN_MODES,
+  applyConfig,
+  bindSettings,
+  loadConfig,
+  restoreControls,
+  showTokenField,
+} from "./js/settings.js";
 import { call, settings, ui } from "./js/state.js";
 import { watchTranscriptScroll } from "./js/transcript.js";
 
@@ -50,12 +60,15 @@ async function init() {
   // On a phone the settings would push the conversation out of sight; they start folded.
   if (window.matchMedia("(max-width: 760px)").matches) ui.settingsGroup.open = false;
   if (!KNOWN_MODES.includes(settings.mode)) settings.mode = null;
+  captureTokenFromAddress();
+  showTokenField(false);
   // Until the config arrives, show what every edge offers.
   applyConfig({ ...FALLBACK_CONFIG, default_mode: settings.mode ?? FALLBACK_CONFIG.default_mode });
   setState("idle", "Not connected");
   setActivity("idle");
   const config = await loadConfig();
   if (config) applyConfig(config);
+  else if (!call && !ui.tokenField.hidden && !hasToken()) showError("This server needs an access token: enter it under Settings.");
   else if (!call) showError("The Parley server cannot be reached. Check that it is running, then reload the page.");
 }
 

@@ -17,7 +17,8 @@ import {
   setState,
   showError,
 } from "./page.js";
-import { FALLBACK_CONFIG, applyConfig, formatDuration, loadConfig, renderMode } from "./settings.js";
+import { apiFetch, hasToken } from "./auth.js";
+import { FALLBACK_CONFIG, applyConfig, formatDuration, loadConfig, renderMode, showTokenField } from "./settings.js";
 import { call, later, setCall, settings, stats, ui } from "./state.js";
 import {
   assistantEntry,
@@ -214,7 +215,7 @@ function iceGatheringDone(pc, timeoutMs) {
 async function postOffer(current, sdp) {
   let response;
   try {
-    response = await fetch("/v1/realtime/calls", {
+    response = await apiFetch("/v1/realtime/calls", {
       method: "POST",
       headers: { "Content-Type": "application/sdp" },
       body: sdp,
@@ -233,6 +234,14 @@ async function postOffer(current, sdp) {
     detail = (await response.json())?.error ?? null;
   } catch {
     // not JSON (a proxy's error page): the status says enough
+  }
+  if (response.status === 401) {
+    showTokenField(true);
+    throw new CallError(
+      hasToken()
+        ? "The server did not accept the access token. Check it under Settings, then start the call again."
+        : "This server needs an access token: enter it under Settings, then start the call again.",
+    );
   }
   if (response.status === 503 && detail?.code === "server_full") {
     const retry = Number(response.headers.get("Retry-After"));
@@ -338,7 +347,7 @@ function endCall(state, message) {
 
 function hangUp(url) {
   // Tell the server at once rather than letting it notice the dead peer connection.
-  fetch(`${url}/hangup`, { method: "POST", keepalive: true }).catch(() => {});
+  apiFetch(`${url}/hangup`, { method: "POST", keepalive: true }).catch(() => {});
 }
 
 function resetStats() {

@@ -5,7 +5,8 @@
 import { sendSessionUpdate } from "./channel.js";
 import { applyMicForMode, stopTalking } from "./chat.js";
 import { closeCamera } from "./media.js";
-import { connectedStatus, isConnected, restingActivity, setActivity, showError } from "./page.js";
+import { apiFetch, hasToken, setToken } from "./auth.js";
+import { clearError, connectedStatus, isConnected, restingActivity, setActivity, showError } from "./page.js";
 import { call, isVoiceMode, saveSettings, settings, ui } from "./state.js";
 import { entries, renderEntry, settlePendingUserEntries } from "./transcript.js";
 
@@ -30,7 +31,8 @@ let serverConfig = null;
 
 export async function loadConfig() {
   try {
-    const response = await fetch("/v1/parley/config", { cache: "no-store" });
+    const response = await apiFetch("/v1/parley/config", { cache: "no-store" });
+    if (response.status === 401) showTokenField(true);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     serverConfig = { ...FALLBACK_CONFIG, ...(await response.json()) };
   } catch (err) {
@@ -38,6 +40,13 @@ export async function loadConfig() {
     if (!serverConfig) return null;
   }
   return serverConfig;
+}
+
+// The token field shows once the server has asked for a token (or one was given), not before.
+export function showTokenField(needed) {
+  if (!needed && !hasToken()) return;
+  ui.tokenField.hidden = false;
+  ui.token.placeholder = hasToken() ? "set for this tab (type to replace it)" : "";
 }
 
 export function applyConfig(config) {
@@ -129,6 +138,14 @@ export function restoreControls() {
 // The settings panel's controls.
 export function bindSettings() {
   ui.mode.addEventListener("change", onModeChange);
+  ui.token.addEventListener("change", async () => {
+    setToken(ui.token.value.trim());
+    const config = await loadConfig();
+    if (config) {
+      applyConfig(config);
+      clearError();
+    }
+  });
 
   ui.vadThreshold.addEventListener("input", showVadValues);
   ui.vadSilence.addEventListener("input", showVadValues);

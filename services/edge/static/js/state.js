@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 export const ui = {
   mode: $("mode"),
   modeHint: $("mode-hint"),
+  tokenField: $("token-field"),
+  token: $("token"),
   start: $("start"),
   stop: $("stop"),
   status: $("status"),
