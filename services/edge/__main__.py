@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 
@@ -19,9 +20,16 @@ from services.edge.webrtc import limit_ice_host_addresses
 log = logging.getLogger("services.edge")
 
 
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback  # all of 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
 def check_exposure(settings: EdgeSettings) -> None:
     """Off loopback the API needs a token, unless the operator says in so many words that it does not."""
-    if settings.host in LOOPBACK_HOSTS or settings.api_token:
+    if settings.host in LOOPBACK_HOSTS or _is_loopback_address(settings.host) or settings.api_token:
         return
     if not settings.insecure_no_auth:
         raise SystemExit(

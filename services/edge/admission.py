@@ -1,7 +1,8 @@
 """Admission to the LLM replicas: first come, first served, nobody dropped silently.
 
-A new session is pinned to a replica with room at once. When every replica is full it waits in
-a FIFO queue and is told its position and an estimate of its wait (``parley.queue.updated``),
+One line for both limits: a new session is pinned to a replica with room at once if the edge is
+also below its own limit of talking sessions (``--max-sessions``). When either is full it waits
+in a FIFO queue and is told its position and an estimate of its wait (``parley.queue.updated``),
 again whenever either changes; when a slot opens, the first in line gets it
 (``parley.queue.admitted``). A session that goes away while waiting leaves the queue. The wait
 estimate follows the MiniCPM-o gateway: sessions last about as long as the recent ones did (a
@@ -39,9 +40,11 @@ class _Ticket:
 
 
 class Admission:
-    def __init__(self, pool: LlmPool, prior_session_seconds: float) -> None:
+    def __init__(self, pool: LlmPool, prior_session_seconds: float, max_active: int | None = None) -> None:
+        """``max_active``: the edge's own limit on admitted sessions (None: the replicas' room only)."""
         self._pool = pool
         self._prior = prior_session_seconds
+        self._max_active = max_active
         self._queue: deque[_Ticket] = deque()
         self._admitted: dict[str, float] = {}  # session id -> admitted at (monotonic)
         self._lengths: deque[float] = deque(maxlen=RECENT_SESSIONS)
@@ -52,7 +55,7 @@ class Admission:
 
     def try_admit(self, waiter: Waiter) -> Replica | None:
         """A replica at once if one has room and nobody is waiting (else None: call ``admit``)."""
-        if self._queue:
+        if self._queue or self._edge_full:
             return None
         replica = self._pool.place(waiter.session_id)
         if replica is not None:
@@ -92,6 +95,8 @@ class Admission:
             if ticket.future.done():
                 self._queue.popleft()
                 continue
+            if self._edge_full:
+                break
             replica = self._pool.place(ticket.waiter.session_id)
             if replica is None:
                 break
@@ -101,6 +106,10 @@ class Admission:
             ticket.future.set_result(replica)
         metrics.QUEUE_LENGTH.set(len(self._queue))
         self._tell_positions()
+
+    @property
+    def _edge_full(self) -> bool:
+        return self._max_active is not None and len(self._admitted) >= self._max_active
 
     def eta_seconds(self, position: int) -> float:
         """Expected wait of the ``position``-th in line (1-based)."""

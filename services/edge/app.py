@@ -12,6 +12,7 @@ import prometheus_client
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.edge import events
 from services.edge.admission import Admission
 from services.edge.config import AVAILABLE_MODES
 from services.edge.http import json_error
@@ -118,7 +119,7 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
 def build_app(settings: EdgeSettings) -> web.Application:
     app = web.Application(middlewares=[api_errors], client_max_size=settings.max_sdp_bytes + 64 * 1024)
     services = ModelServices(settings)
-    admission = Admission(services.pool, settings.queue_eta_prior_seconds)
+    admission = Admission(services.pool, settings.queue_eta_prior_seconds, max_active=settings.max_sessions)
     services.pool.on_room = admission.room_changed
     registry = SessionRegistry(settings, services, admission)
     calls = WebRtcCalls(settings, registry)
@@ -140,8 +141,11 @@ def build_app(settings: EdgeSettings) -> web.Application:
         services.pool.start()
 
     async def shutdown(app: web.Application) -> None:
+        # Every client hears why and gets a clean end (a close frame, a closed peer connection)
+        # within the drain, instead of a dropped connection when the process exits.
+        going = events.error("server_shutting_down", "The server is shutting down; please reconnect in a moment.")
+        await registry.close_all("server shutting down", going)
         await calls.close_all()
-        await registry.close_all("server shutting down")
         await services.close()
 
     app.on_startup.append(startup)

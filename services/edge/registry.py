@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -14,7 +15,11 @@ from services.edge.settings import EdgeSettings
 
 
 class ServerFull(Exception):
-    """Every session slot is taken."""
+    """Every session slot and every place in the queue is taken."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class SessionRegistry:
@@ -26,11 +31,15 @@ class SessionRegistry:
         metrics.MAX_SESSIONS.set(settings.max_sessions)
 
     def open(self, transport: str, send: Callable[[Event], None], model: str | None = None) -> Session:
-        """A new session (not started yet), or ServerFull."""
-        if len(self.sessions) >= self._settings.max_sessions:
+        """A new session (not started yet; it may wait in the admission queue), or ServerFull
+        once the sessions talking and waiting fill ``--max-sessions`` plus ``--queue-max-length``."""
+        if len(self.sessions) >= self._settings.max_sessions + self._settings.queue_max_length:
             metrics.REFUSED_SESSIONS.labels(reason="full").inc()
+            retry = max(5, round(self._admission.eta_seconds(self._admission.waiting + 1)))
             raise ServerFull(
-                f"the server is full: all {self._settings.max_sessions} sessions are in use; try again in a minute"
+                f"the server is full: {self._settings.max_sessions} sessions are talking and "
+                f"{self._admission.waiting} waiting; try again in about {retry} s",
+                retry,
             )
         session = Session(
             events.new_id("sess"), transport, self._settings, self._services, send, model, admission=self._admission
@@ -47,7 +56,11 @@ class SessionRegistry:
             metrics.ACTIVE_SESSIONS.labels(transport=session.transport).dec()
             metrics.SESSION_SECONDS.observe(time.monotonic() - session.started_at)
 
-    async def close_all(self, reason: str) -> None:
-        for session in list(self.sessions.values()):
-            await session.close(reason)
+    async def close_all(self, reason: str, error: Event | None = None) -> None:
+        """Close every session at once, each client told ``error`` first."""
+
+        async def close(session: Session) -> None:
+            await session.close(reason, error)
             await self.release(session)
+
+        await asyncio.gather(*(close(session) for session in list(self.sessions.values())))

@@ -122,6 +122,7 @@ class Session:
         self._last_activity = time.monotonic()
         self.started_at = time.monotonic()
         self.closed = asyncio.Event()
+        self._closing = False
         self.close_reason = ""
 
     # Lifecycle.
@@ -173,10 +174,17 @@ class Session:
             {"type": "parley.queue.updated", "position": position, "queue_length": length, "eta_seconds": eta_seconds}
         )
 
-    async def close(self, reason: str = "closed") -> None:
-        """End the session: cancel its calls and free what the LLM service holds for it."""
-        if self.closed.is_set():
+    async def close(self, reason: str = "closed", error: Event | None = None) -> None:
+        """End the session: cancel its calls and free what the LLM service holds for it.
+
+        ``error`` (an error event) tells the client why first; a reply under way ends with its
+        response.done, so the client's last word of it is not a dropped connection."""
+        if self.closed.is_set() or self._closing:
             return
+        self._closing = True
+        if error is not None:
+            self.emit(error)
+            await cancel_and_wait(self._response_turn)
         self.close_reason = reason
         self.closed.set()
         if self._recorder is not None:

@@ -80,7 +80,22 @@ class EdgeSettings(ProcessSettings):
         4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="Largest gRPC message sent or received."
     )
 
-    max_sessions: int = Field(8, ge=1, le=10_000, description="Sessions at once; more get 'server full' errors.")
+    max_sessions: int = Field(
+        8, ge=1, le=10_000, description="Sessions talking at once; more wait in the queue (parley.queue.updated)."
+    )
+    queue_max_length: int = Field(
+        32,
+        ge=0,
+        le=10_000,
+        description="Sessions that may wait in the queue; beyond them, new ones get 'server full' (503 or "
+        "close 1013, with a retry time).",
+    )
+    ice_connect_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A WebRTC call whose connection is not up this long after its answer is ended (its slot freed).",
+    )
     idle_timeout_seconds: float = Field(
         180.0, gt=0, description="A session with no speech and no client event for this long is closed."
     )

@@ -414,8 +414,8 @@ class Turn:
             self._usage = events.usage(
                 done.usage.input_tokens, done.usage.cached_input_tokens, done.usage.output_tokens
             )
-            if done.finish_reason == conversation_pb2.FINISH_REASON_LENGTH:
-                self.status = "incomplete"
+            if done.finish_reason == conversation_pb2.FINISH_REASON_LENGTH and self.status == "in_progress":
+                self.status = "incomplete"  # a failure already reported (the TTS died) stays "failed"
 
     async def _speak(self, text: str) -> None:
         if self.failure is not None and self.failure.service == "tts":

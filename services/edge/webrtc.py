@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
+from services.edge import metrics
 from services.edge.audio import AssistantAudioTrack, WebRtcInputResampler
 from services.edge.events import Event
 from services.edge.http import json_error
@@ -74,6 +75,18 @@ class EventChannel:
         elif len(self._backlog) < 10_000:
             self._backlog.append(text)
 
+    async def flushed(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait (up to ``timeout``) until what was sent has left for the peer: the last events
+        (an error saying why the call ends) must not be dropped by closing the connection."""
+        channel = self._channel
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount == 0:
+            return
+        sent = asyncio.Event()
+        channel.bufferedAmountLowThreshold = 0
+        channel.once("bufferedamountlow", sent.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sent.wait(), timeout)
+
     def attach(self, channel: RTCDataChannel) -> None:
         self._channel = channel
 
@@ -98,6 +111,17 @@ def _check_offer(sdp: str) -> None:
         raise ProtocolError("invalid_sdp", "the SDP offer has no audio section; a call needs audio")
 
 
+def _form_text(value: object) -> str | None:
+    """A multipart field's text, whether the client sent it as a plain field or as a part with a
+    type of its own (``curl -F "sdp=<offer.sdp;type=application/sdp"``, ``session`` as
+    application/json): aiohttp hands the latter over as a file."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, web.FileField):
+        return value.file.read().decode("utf-8", errors="replace")
+    return None
+
+
 async def _read_offer(request: web.Request, settings: EdgeSettings) -> tuple[str, dict[str, Any] | None]:
     if request.content_length is not None and request.content_length > settings.max_sdp_bytes + 64 * 1024:
         raise web.HTTPRequestEntityTooLarge(max_size=settings.max_sdp_bytes, actual_size=request.content_length)
@@ -109,13 +133,13 @@ async def _read_offer(request: web.Request, settings: EdgeSettings) -> tuple[str
         return body.decode("utf-8", errors="replace"), None
     if content_type == "multipart/form-data":
         form = await request.post()
-        sdp, session = form.get("sdp"), form.get("session")
-        if not isinstance(sdp, str):
+        sdp, session = _form_text(form.get("sdp")), _form_text(form.get("session"))
+        if sdp is None:
             raise ProtocolError("missing_sdp", "the multipart body needs an 'sdp' field with the offer")
         if len(sdp) > settings.max_sdp_bytes:
             raise ProtocolError("sdp_too_large", f"the SDP offer is larger than {settings.max_sdp_bytes} bytes")
         config = None
-        if isinstance(session, str) and session:
+        if session:
             try:
                 config = json.loads(session)
             except ValueError:
@@ -202,7 +226,7 @@ class WebRtcCalls:
         try:
             session = self._registry.open("webrtc", channel.send, request.query.get("model"))
         except ServerFull as full:
-            return json_error(503, "server_full", str(full), headers={"Retry-After": "30"})
+            return json_error(503, "server_full", str(full), headers={"Retry-After": str(full.retry_after_seconds)})
         try:
             if config is not None:
                 session.state.update(config)
@@ -215,7 +239,7 @@ class WebRtcCalls:
             log.info("offer refused", extra={"error": str(exc)})
             return json_error(400, "invalid_sdp", f"the SDP offer was refused: {exc}")
         self._calls[session.session_id] = (pc, session)
-        self._keep(asyncio.create_task(self._hang_up_when_closed(session, pc)))
+        self._keep(asyncio.create_task(self._hang_up_when_closed(session, pc, channel)))
         session.start()
         return web.Response(
             status=201,
@@ -256,10 +280,16 @@ class WebRtcCalls:
             def on_message(message: str | bytes) -> None:
                 inbox.put_nowait(message)
 
+        connected = asyncio.Event()
+
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
             if pc.connectionState in ("failed", "closed"):
                 await session.close(f"peer connection {pc.connectionState}")
+
+        session.spawn(self._end_unless_connected(session, connected))
 
         if self._settings.ice_host_addresses and all(_is_loopback(a) for a in self._settings.ice_host_addresses):
             sdp = _loopback_candidates_only(sdp)
@@ -277,8 +307,19 @@ class WebRtcCalls:
             raise
         return pc.localDescription.sdp, pc
 
-    async def _hang_up_when_closed(self, session: Session, pc: RTCPeerConnection) -> None:
+    async def _end_unless_connected(self, session: Session, connected: asyncio.Event) -> None:
+        """A call whose ICE never completes (an offer without candidates, unreachable ones)
+        gives its slot back after --ice-connect-seconds instead of at the idle timeout."""
+        try:
+            await asyncio.wait_for(connected.wait(), self._settings.ice_connect_seconds)
+        except TimeoutError:
+            metrics.CALLS_NEVER_CONNECTED.inc()
+            log.info("call never connected", extra={"session": session.session_id})
+            await session.close("ice did not connect")
+
+    async def _hang_up_when_closed(self, session: Session, pc: RTCPeerConnection, channel: EventChannel) -> None:
         await session.closed.wait()
+        await channel.flushed(timeout=1.0)
         self._calls.pop(session.session_id, None)
         self._ended.append(session.session_id)
         await pc.close()

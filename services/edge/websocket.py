@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -15,6 +16,7 @@ from services.edge.audio import PlaybackClock
 from services.edge.events import Event
 from services.edge.protocol import REALTIME_AUDIO_RATE
 from services.edge.registry import ServerFull, SessionRegistry
+from services.edge.session import Session
 from services.edge.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -23,17 +25,41 @@ log = logging.getLogger(__name__)
 _MAX_UNSENT_EVENTS = 20_000
 
 
+READ_LIMIT_BYTES = 32 * 1024 * 1024
+
+
+class RealtimeWebSocket(web.WebSocketResponse):
+    """aiohttp closes a socket whose message is beyond ``max_msg_size`` with 1009 on its own;
+    the client is told why first, with an error event like any other refused input."""
+
+    def __init__(self, max_event_bytes: int, **options: Any) -> None:
+        # Messages over the event limit are still read, up to READ_LIMIT_BYTES, so the session
+        # answers them with an error event and goes on (closing a socket with unread data resets
+        # it, and the client may never see why); larger ones are not read at all.
+        super().__init__(max_msg_size=max(2 * max_event_bytes, READ_LIMIT_BYTES), **options)
+        self._max_event_bytes = max_event_bytes
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
+            error = events.error(
+                "event_too_large",
+                f"an event may be at most {self._max_event_bytes} bytes; this one was far larger, so the "
+                "connection is closed",
+                kind="invalid_request_error",
+            )
+            with contextlib.suppress(Exception):
+                await self.send_str(json.dumps({"event_id": events.new_id("event"), **error}))
+            message = message or b"event too large"
+        return await super().close(code=code, message=message, drain=drain)
+
+
 class WebSocketEndpoint:
     def __init__(self, settings: EdgeSettings, registry: SessionRegistry) -> None:
         self._settings = settings
         self._registry = registry
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        # Messages a little over the event limit still arrive, so the session can answer them
-        # with an error event; far larger ones make aiohttp close the socket (1009).
-        ws = web.WebSocketResponse(
-            protocols=("realtime",), heartbeat=30, max_msg_size=2 * self._settings.max_event_bytes
-        )
+        ws = RealtimeWebSocket(self._settings.max_event_bytes, protocols=("realtime",), heartbeat=30)
         await ws.prepare(request)
         outbox: asyncio.Queue[Event | None] = asyncio.Queue()
 
@@ -47,7 +73,7 @@ class WebSocketEndpoint:
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
             return ws
         session.output = PlaybackClock(REALTIME_AUDIO_RATE, session.send_audio_delta)
-        sender = asyncio.create_task(self._send_events(ws, outbox, session.closed))
+        sender = asyncio.create_task(self._send_events(ws, outbox, session))
         session.start()
         try:
             async for message in ws:
@@ -67,15 +93,22 @@ class WebSocketEndpoint:
         return ws
 
     async def _send_events(
-        self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Event | None], closed: asyncio.Event
+        self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Event | None], session: Session
     ) -> None:
-        """Send queued events in order; after the session closes, what is queued, then close."""
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            while True:
-                event = await outbox.get()
-                if event is None:
-                    return
-                await ws.send_str(json.dumps(event))
-                if closed.is_set() and outbox.empty():
-                    await ws.close(code=WSCloseCode.OK, message=b"session closed")
-                    return
+        """Send queued events in order; once the session closes (whoever closed it), what is
+        queued, then a close frame: 1001 when the server is going away, 1000 otherwise."""
+
+        async def end_when_closed() -> None:
+            await session.closed.wait()
+            outbox.put_nowait(None)
+
+        watcher = asyncio.create_task(end_when_closed())
+        try:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                while (event := await outbox.get()) is not None:
+                    await ws.send_str(json.dumps(event))
+                going_away = session.close_reason == "server shutting down"
+                code = WSCloseCode.GOING_AWAY if going_away else WSCloseCode.OK
+                await ws.close(code=code, message=session.close_reason.encode()[:120] or b"session closed")
+        finally:
+            watcher.cancel()

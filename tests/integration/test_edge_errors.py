@@ -14,7 +14,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from PIL import Image
 
-from tests.support.counts import wait_for_edge_sessions
+from tests.support.counts import edge_metric, edge_sessions, wait_for_edge_sessions
 from tests.support.processes import ServiceProcess, start_edge
 from tests.support.realtime_ws import RealtimeSocket, realtime_socket
 
@@ -209,9 +209,15 @@ async def test_a_misbehaving_session_does_not_disturb_another(edge_service: Serv
 
 @pytest.fixture(scope="module")
 def small_edge(vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess):
-    """An edge that holds one session, closes idle ones after 3 s and wants a token."""
+    """An edge where one session talks and one waits, that closes idle ones after 3 s and wants a token."""
     service = start_edge(
-        vad_service, scripted_llm, tts_service, "--max-sessions=1", "--idle-timeout-seconds=3", "--api-token=s3cret"
+        vad_service,
+        scripted_llm,
+        tts_service,
+        "--max-sessions=1",
+        "--queue-max-length=1",
+        "--idle-timeout-seconds=3",
+        "--api-token=s3cret",
     )
     yield service
     assert service.stop() == 0
@@ -234,13 +240,17 @@ async def test_the_api_token_is_required_when_set(small_edge: ServiceProcess) ->
 async def test_a_full_server_says_so_and_an_idle_session_is_closed(small_edge: ServiceProcess) -> None:
     auth = {"Authorization": "Bearer s3cret"}
     await wait_for_edge_sessions(small_edge, 0)  # the previous test's session is released after its close
-    async with realtime_socket(small_edge.url, **auth) as first:
+    async with (
+        realtime_socket(small_edge.url, **auth) as first,
+        realtime_socket(small_edge.url, **auth) as waiting,
+    ):
         await first.next_event("session.created")
-        async with realtime_socket(small_edge.url, **auth) as second:
-            error = (await second.next_event("error"))["error"]
-            assert error["code"] == "server_full"
+        assert (await waiting.next_event("parley.queue.updated"))["position"] == 1
+        async with realtime_socket(small_edge.url, **auth) as third:  # beyond the queue's own length
+            error = (await third.next_event("error"))["error"]
+            assert error["code"] == "server_full" and "1 waiting" in error["message"], error
             with pytest.raises(ConnectionError, match="CLOSE"):
-                await second.next_event("session.created")
+                await third.next_event("session.created")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTransceiver("audio")
         await pc.setLocalDescription(await pc.createOffer())
@@ -262,6 +272,69 @@ async def test_a_full_server_says_so_and_an_idle_session_is_closed(small_edge: S
         assert idle["code"] == "session_idle_timeout"
         with pytest.raises(ConnectionError):
             await first.next_event("session.created", timeout=10)
-    # The slot is free again.
-    async with realtime_socket(small_edge.url, **auth) as third:
-        await third.next_event("session.created")
+        # The slot goes to the one waiting.
+        assert (await waiting.next_event("parley.queue.admitted", timeout=15))["waited_seconds"] > 0
+
+
+async def test_a_call_whose_connection_never_comes_up_gives_its_slot_back(edge_service: ServiceProcess) -> None:
+    """An offer without ICE candidates (or with unreachable ones) used to hold its slot for the
+    idle timeout (180 s); it is ended --ice-connect-seconds (10) after its answer."""
+    await wait_for_edge_sessions(edge_service, 0)
+    never = await edge_metric(edge_service, "parley_edge_calls_never_connected_total")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = "\r\n".join(line for line in pc.localDescription.sdp.splitlines() if not line.startswith("a=candidate"))
+    await pc.close()  # nothing will ever answer the edge's connectivity checks
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{edge_service.url}v1/realtime/calls", data=offer + "\r\n", headers={"Content-Type": "application/sdp"}
+        ) as response,
+    ):
+        assert response.status == 201, await response.text()
+    assert await edge_sessions(edge_service) == 1
+    await wait_for_edge_sessions(edge_service, 0, seconds=30)
+    assert await edge_metric(edge_service, "parley_edge_calls_never_connected_total") == never + 1
+
+
+async def test_an_event_far_over_the_limit_gets_an_error_and_the_session_goes_on(edge_service: ServiceProcess) -> None:
+    """20 MB (five times the limit) used to close the socket with 1009 and no word of why."""
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        await socket.send_raw(json.dumps({"type": "session.update", "session": {"instructions": "x" * 20_000_000}}))
+        error = (await socket.next_event("error", timeout=60))["error"]
+        assert error["code"] == "event_too_large", error
+        await _text_turn_works(socket)
+
+
+async def test_an_offer_in_typed_multipart_parts_is_read(edge_service: ServiceProcess) -> None:
+    """As curl -F "sdp=<offer.sdp;type=application/sdp" -F "session=<s.json;type=application/json"
+    sends it: the parts come as files."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    form = aiohttp.FormData()
+    form.add_field("sdp", pc.localDescription.sdp.encode(), content_type="application/sdp", filename="offer.sdp")
+    session = json.dumps({"type": "realtime", "parley": {"mode": "chat"}})
+    form.add_field("session", session.encode(), content_type="application/json", filename="session.json")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{edge_service.url}v1/realtime/calls", data=form) as response:
+                assert response.status == 201, await response.text()
+                call = response.headers["Location"]
+            async with http.post(f"{edge_service.url}{call.lstrip('/')}/hangup") as hangup:
+                assert hangup.status == 200
+            # A typed session part is read, not skipped: a bad one is refused.
+            bad = aiohttp.FormData()
+            bad.add_field("sdp", pc.localDescription.sdp)
+            bad.add_field(
+                "session", b'{"parley": {"mode": "simplex"}}', content_type="application/json", filename="s.json"
+            )
+            async with http.post(f"{edge_service.url}v1/realtime/calls", data=bad) as response:
+                assert response.status == 400
+                assert "mode" in (await response.json())["error"]["message"]
+    finally:
+        await pc.close()

@@ -27,11 +27,16 @@ async def _text_turn_works(socket: RealtimeSocket) -> None:
     assert done["response"]["status"] == "completed", done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["--llm-sessions-per-replica=1", "--max-sessions=1"])
 def one_session_edge(
-    vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess
+    request: pytest.FixtureRequest,
+    vad_service: ServiceProcess,
+    scripted_llm: ServiceProcess,
+    tts_service: ServiceProcess,
 ) -> Iterator[ServiceProcess]:
-    edge = start_edge(vad_service, scripted_llm, tts_service, "--llm-sessions-per-replica=1")
+    """Room for one talking session: on the replica, or at the edge itself. Either way the next
+    arrivals wait in one line (the edge's limit used to turn them away with server_full)."""
+    edge = start_edge(vad_service, scripted_llm, tts_service, request.param)
     yield edge
     assert edge.stop() == 0
 

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
 from services.edge.turn import Turn, TurnOptions
@@ -163,3 +164,54 @@ async def test_input_that_cannot_be_sent_fails_the_turn_at_once() -> None:
     assert types[0] == "response.created" and types[-1] == "response.done"
     assert next(e for e in sent if e["type"] == "error")["error"]["code"] == "service_error"
     assert sent[-1]["response"]["status"] == "failed"
+
+
+class FailingTtsServices(FakeServices):
+    """The TTS call fails; the LLM's reply, cut at its token limit, ends only after that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tts_failed = asyncio.Event()
+        reply = conversation_pb2.RespondResponse
+        self._llm_responses[-1] = reply(
+            done=conversation_pb2.TurnDone(finish_reason=conversation_pb2.FINISH_REASON_LENGTH)
+        )
+
+    def Respond(self) -> FakeCall:  # noqa: N802
+        return LastWaitsCall(self._llm_responses, self.tts_failed)
+
+    def Synthesize(self) -> FakeCall:  # noqa: N802
+        return BrokenCall([], failed=self.tts_failed)
+
+
+class LastWaitsCall(FakeCall):
+    def __init__(self, responses: list[Any], before_last: asyncio.Event) -> None:
+        super().__init__(responses)
+        self._before_last = before_last
+
+    async def _stream(self) -> AsyncIterator[Any]:
+        for index, response in enumerate(self._responses):
+            if index == len(self._responses) - 1:
+                await self._before_last.wait()
+            yield response
+
+
+class BrokenCall(FakeCall):
+    def __init__(self, responses: list[Any], failed: asyncio.Event) -> None:
+        super().__init__(responses)
+        self._failed = failed
+
+    async def _stream(self) -> AsyncIterator[Any]:
+        self._failed.set()
+        raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
+        yield  # an async generator
+
+
+async def test_a_reply_whose_speech_failed_is_failed_even_if_it_hit_its_token_limit() -> None:
+    sent: list[dict[str, Any]] = []
+    turn = Turn(FailingTtsServices(), _options(), RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn.end_input()
+    await asyncio.wait_for(turn.task, 5)
+    assert next(e for e in sent if e["type"] == "error")["error"]["code"] == "service_unavailable"
+    assert sent[-1]["type"] == "response.done"
+    assert sent[-1]["response"]["status"] == "failed", sent[-1]["response"]
