@@ -17,7 +17,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-turns bench-barge-in bench-queue system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-turns bench-barge-in bench-queue bench-soak system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -101,6 +101,9 @@ bench-barge-in: install system-deps
 
 bench-queue: install system-deps
 	$(BIN)/python -m bench.queue
+
+bench-soak: install system-deps
+	$(BIN)/python -m bench.soak
 
 bench-llm: install vllm-install system-deps
 	$(BIN)/python -m bench.llm --backend transformers
