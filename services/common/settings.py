@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
 
@@ -35,6 +36,10 @@ class ServiceSettings(ProcessSettings):
         "use 0.0.0.0 (or [::]) to serve other hosts.",
     )
     port: int = Field(0, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain: serve gRPC over TLS (with --tls-key) instead of plain text."
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert.")
     metrics_port: int = Field(
         0,
         ge=-1,
@@ -53,6 +58,12 @@ class ServiceSettings(ProcessSettings):
         le=600,
         description="On SIGTERM or SIGINT: how long open calls may take to finish before they are cancelled.",
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        return self
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

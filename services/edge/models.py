@@ -49,6 +49,10 @@ class ModelServices:
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
         ]
+        # TLS to the model services when they serve it: trust the CA bundle given (their
+        # certificates' issuer, or the self-signed certificates themselves).
+        ca = settings.grpc_tls_ca.read_bytes() if settings.grpc_tls_ca is not None else None
+        self._tls = grpc.ssl_channel_credentials(root_certificates=ca) if ca is not None else None
         self.channels = {
             "vad": self.channel(settings.vad_address),
             "tts": self.channel(settings.tts_address),
@@ -60,6 +64,8 @@ class ModelServices:
         self.replica: Replica | None = None  # per session: pinned()
 
     def channel(self, address: str) -> grpc.aio.Channel:
+        if self._tls is not None:
+            return grpc.aio.secure_channel(address, self._tls, options=self._options)
         return grpc.aio.insecure_channel(address, options=self._options)
 
     def pinned(self, replica: Replica) -> ModelServices:

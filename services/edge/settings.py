@@ -69,6 +69,11 @@ class EdgeSettings(ProcessSettings):
         180, gt=0, description="Session length assumed for queue wait estimates until sessions have ended here."
     )
     tts_address: str = Field("127.0.0.1:50053", description="host:port of the TTS service.")
+    grpc_tls_ca: Path | None = Field(
+        None,
+        description="PEM CA bundle: talk to the vad, llm and tts services over TLS (they run with --tls-cert), "
+        "trusting these certificates. Unset: plain text (loopback or a private network).",
+    )
     service_stall_seconds: float = Field(
         30.0,
         gt=0,
