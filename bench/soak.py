@@ -27,7 +27,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -37,7 +36,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from tests.support.processes import ServiceProcess, start_edge, start_service
-from tests.support.realtime_ws import RealtimeSocket, realtime_socket
+from tests.support.realtime_ws import RealtimeSocket, UnreadSocket, realtime_socket
 from tests.support.speech import speak
 
 RATE = 24000
@@ -121,30 +120,15 @@ async def voice_client(url: str, tally: Tally, deadline: float, speech: np.ndarr
             await socket.append_audio(np.zeros(int(RATE * (played + 1.0)), np.float32), real_time=True)
 
 
-async def slow_reader(host: str, port: int, deadline: float) -> None:
+async def slow_reader(url: str, deadline: float) -> None:
     """A WebSocket client that asks for long replies and never reads what comes back."""
-    _, writer = await asyncio.open_connection(host, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /v1/realtime?model=parley HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    await writer.drain()
-
-    def frame(text: str) -> bytes:
-        payload, mask = text.encode(), os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        length = len(payload)
-        header = bytes([0x81, 0x80 | length]) if length < 126 else bytes([0x81, 0xFE]) + length.to_bytes(2, "big")
-        return header + mask + masked
-
     with contextlib.suppress(ConnectionError, OSError):
+        client = await UnreadSocket.connect(url)
         while time.monotonic() < deadline:
-            writer.write(frame(json.dumps(_item("Tell me about the history of Paris."))))
-            writer.write(frame(json.dumps({"type": "response.create"})))
-            await writer.drain()
+            await client.send(_item("Tell me about the history of Paris."))
+            await client.send({"type": "response.create"})
             await asyncio.sleep(5)
-    writer.close()
+        client.close()
 
 
 async def leaver(url: str, tally: Tally, deadline: float) -> None:
@@ -205,7 +189,6 @@ def rss_mb(service: ServiceProcess) -> float:
 
 async def soak(services: dict[str, ServiceProcess], minutes: float, kill_every: float) -> None:
     edge = services["edge"]
-    host, port = edge.url.split("//")[1].rstrip("/").rsplit(":", 1)
     speech = speak(QUESTION, RATE)
     tally = Tally()
     total = minutes * 60
@@ -229,7 +212,7 @@ async def soak(services: dict[str, ServiceProcess], minutes: float, kill_every: 
     deadline = time.monotonic() + total * 3 / 5
     await asyncio.gather(
         well_behaved(total * 3 / 5),
-        *(slow_reader(host, int(port), deadline) for _ in range(4)),
+        *(slow_reader(edge.url, deadline) for _ in range(4)),
         leaver(edge.url, tally, deadline),
         piler(edge.url, tally, deadline),
         killer(services, kill_every, deadline),

@@ -9,6 +9,9 @@ ACTIVE_SESSIONS = Gauge("parley_edge_active_sessions", "Sessions open now.", ["t
 MAX_SESSIONS = Gauge("parley_edge_max_sessions", "Sessions this edge holds at once.")
 SESSIONS = Counter("parley_edge_sessions", "Sessions opened.", ["transport"])
 REFUSED_SESSIONS = Counter("parley_edge_refused_sessions", "Sessions refused.", ["reason"])
+SLOW_CLIENTS = Counter(
+    "parley_edge_slow_clients", "WebSocket sessions ended because the client stopped reading its events."
+)
 CALLS_NEVER_CONNECTED = Counter(
     "parley_edge_calls_never_connected", "WebRTC calls ended because their connection was not up in time."
 )

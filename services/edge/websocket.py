@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from services.edge import events
+from services.edge import events, metrics
 from services.edge.audio import PlaybackClock
 from services.edge.events import Event
 from services.edge.protocol import REALTIME_AUDIO_RATE
@@ -21,8 +21,36 @@ from services.edge.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
 
-# Events a client has not read yet; beyond this it is too slow and the session ends.
-_MAX_UNSENT_EVENTS = 20_000
+# Event text a client has not read yet (about 40 s of the assistant's audio); beyond it the
+# client is not reading, and its session ends at once: its replies would cost the models as
+# much as anyone's, for nobody (four such clients slowed everyone else's turns 4x).
+MAX_UNSENT_BYTES = 2 * 1024 * 1024
+
+
+class Outbox:
+    """Server events waiting to be sent, as JSON text, with the bytes not yet sent counted."""
+
+    def __init__(self, max_unsent_bytes: int) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._max = max_unsent_bytes
+        self.unsent = 0
+        self.overflowed = asyncio.Event()
+
+    def put(self, event: Event) -> None:
+        text = json.dumps(event)
+        self.unsent += len(text)
+        self._queue.put_nowait(text)
+        if self.unsent > self._max:
+            self.overflowed.set()
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def get(self) -> str | None:
+        return await self._queue.get()
+
+    def sent(self, text: str) -> None:
+        self.unsent -= len(text)
 
 
 READ_LIMIT_BYTES = 32 * 1024 * 1024
@@ -61,19 +89,16 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = RealtimeWebSocket(self._settings.max_event_bytes, protocols=("realtime",), heartbeat=30)
         await ws.prepare(request)
-        outbox: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        def send(event: Event) -> None:
-            outbox.put_nowait(event)
-
+        outbox = Outbox(MAX_UNSENT_BYTES)
         try:
-            session = self._registry.open("websocket", send, request.query.get("model"))
+            session = self._registry.open("websocket", outbox.put, request.query.get("model"))
         except ServerFull as full:
             await ws.send_json({"event_id": events.new_id("event"), **events.error("server_full", str(full))})
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
             return ws
         session.output = PlaybackClock(REALTIME_AUDIO_RATE, session.send_audio_delta)
         sender = asyncio.create_task(self._send_events(ws, outbox, session))
+        not_reading = asyncio.create_task(self._end_if_not_reading(request, outbox, session))
         session.start()
         try:
             async for message in ws:
@@ -81,32 +106,43 @@ class WebSocketEndpoint:
                     await session.handle_text(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await session.handle_text(message.data)  # JSON sent as a binary frame still parses
-                if session.closed.is_set() or outbox.qsize() > _MAX_UNSENT_EVENTS:
+                if session.closed.is_set():
                     break
         finally:
+            not_reading.cancel()
             await self._registry.release(session)
-            outbox.put_nowait(None)
+            outbox.end()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, timeout=5)
             sender.cancel()
             await ws.close()
         return ws
 
-    async def _send_events(
-        self, ws: web.WebSocketResponse, outbox: asyncio.Queue[Event | None], session: Session
-    ) -> None:
+    @staticmethod
+    async def _end_if_not_reading(request: web.Request, outbox: Outbox, session: Session) -> None:
+        """A client that stops reading: end its session (its replies stop) and drop the
+        connection (nothing more can reach it, a close frame included)."""
+        await outbox.overflowed.wait()
+        metrics.SLOW_CLIENTS.inc()
+        log.warning("client not reading; session ended", extra={"session": session.session_id, "unsent": outbox.unsent})
+        await session.close("client not reading")
+        if request.transport is not None:
+            request.transport.abort()
+
+    async def _send_events(self, ws: web.WebSocketResponse, outbox: Outbox, session: Session) -> None:
         """Send queued events in order; once the session closes (whoever closed it), what is
         queued, then a close frame: 1001 when the server is going away, 1000 otherwise."""
 
         async def end_when_closed() -> None:
             await session.closed.wait()
-            outbox.put_nowait(None)
+            outbox.end()
 
         watcher = asyncio.create_task(end_when_closed())
         try:
             with contextlib.suppress(ConnectionError, RuntimeError):
-                while (event := await outbox.get()) is not None:
-                    await ws.send_str(json.dumps(event))
+                while (text := await outbox.get()) is not None:
+                    await ws.send_str(text)
+                    outbox.sent(text)
                 going_away = session.close_reason == "server shutting down"
                 code = WSCloseCode.GOING_AWAY if going_away else WSCloseCode.OK
                 await ws.close(code=code, message=session.close_reason.encode()[:120] or b"session closed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 
@@ -14,9 +15,9 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from PIL import Image
 
-from tests.support.counts import edge_metric, edge_sessions, wait_for_edge_sessions
+from tests.support.counts import edge_metric, edge_sessions, wait_for_edge_metric, wait_for_edge_sessions
 from tests.support.processes import ServiceProcess, start_edge
-from tests.support.realtime_ws import RealtimeSocket, realtime_socket
+from tests.support.realtime_ws import RealtimeSocket, UnreadSocket, realtime_socket
 
 TEXT_QUESTION = {
     "type": "conversation.item.create",
@@ -338,3 +339,26 @@ async def test_an_offer_in_typed_multipart_parts_is_read(edge_service: ServicePr
                 assert "mode" in (await response.json())["error"]["message"]
     finally:
         await pc.close()
+
+
+async def test_a_client_that_stops_reading_is_ended_and_others_go_on(edge_service: ServiceProcess) -> None:
+    """Its replies would cost the models as much as anyone's, for nobody: once ~2 MB of events
+    wait for it, its session ends (it used to go on until the heartbeat, slowing every turn)."""
+    before = await edge_metric(edge_service, "parley_edge_slow_clients_total")
+    sessions = await edge_sessions(edge_service)
+    slow = await UnreadSocket.connect(edge_service.url)
+    try:
+        await wait_for_edge_sessions(edge_service, sessions + 1)
+        async with realtime_socket(edge_service.url) as good:
+            await good.next_event("session.created")
+            for _ in range(12):  # long spoken replies, about 1.6 MB of events each
+                await slow.send(_user_item({"type": "input_text", "text": "Tell me about the history of Paris."}))
+                await slow.send({"type": "response.create"})
+                with contextlib.suppress(TimeoutError):
+                    await wait_for_edge_metric(edge_service, "parley_edge_slow_clients_total", before + 1, seconds=10)
+                    break
+            assert await edge_metric(edge_service, "parley_edge_slow_clients_total") == before + 1
+            await _text_turn_works(good)
+    finally:
+        slow.close()
+    await wait_for_edge_sessions(edge_service, sessions)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -65,3 +67,39 @@ async def realtime_socket(base_url: str, **headers: str) -> AsyncIterator[Realti
     url = base_url.rstrip("/").replace("http", "ws", 1) + "/v1/realtime?model=parley"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers, max_msg_size=0) as ws:
         yield RealtimeSocket(ws)
+
+
+class UnreadSocket:
+    """A WebSocket client of the edge that sends events and never reads anything back: the
+    kernel's buffers fill, then the edge's (a client that stopped reading, or a slow reader)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    @classmethod
+    async def connect(cls, base_url: str) -> UnreadSocket:
+        host, port = base_url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room: the edge sees it soon
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        _, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /v1/realtime?model=parley HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await writer.drain()
+        return cls(writer)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """One masked text frame (clients must mask)."""
+        payload, mask = json.dumps(event).encode(), os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        length = len(payload)
+        header = bytes([0x81, 0x80 | length]) if length < 126 else bytes([0x81, 0xFE]) + length.to_bytes(2, "big")
+        self._writer.write(header + mask + masked)
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
