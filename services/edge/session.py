@@ -429,6 +429,9 @@ class Session:
                 inputs.append(("image", jpeg))
                 content.append({"type": "input_image", "image_url": None, "detail": "auto"})
             elif part.type == "input_audio":
+                # Refused before the work of decoding and resampling when it cannot fit anyway.
+                samples = len(part.audio or "") * 3 // 4 // 2 * INPUT_RATE // 24000
+                self._check_pending_room({"audio": samples}, event.event_id)
                 try:
                     pcm = base64.b64decode(part.audio or "", validate=True)
                 except (binascii.Error, ValueError):
@@ -456,26 +459,31 @@ class Session:
     def _hold_pending(self, inputs: list[tuple[str, Any]], event_id: str | None) -> None:
         """Keep user input for the next response, within what one LLM turn may carry (the
         replica's limits): a client piling up items gets an error, not the edge's memory."""
+        added = {"audio": 0, "text": 0, "image": 0}
+        for kind, value in inputs:
+            added[kind] += len(value) // 2 if kind == "audio" else len(value) if kind == "text" else 1
+        self._check_pending_room(added, event_id)
+        self._pending.extend(inputs)
+        for kind, size in added.items():
+            self._pending_size[kind] += size
+
+    def _check_pending_room(self, added: dict[str, int], event_id: str | None) -> None:
+        """ProtocolError if ``added`` (samples, characters, images) would not fit beside what waits."""
         limits = self._services.turn_limits
         caps = {
             "audio": (int(limits.audio_seconds * INPUT_RATE), f"{limits.audio_seconds:g} s of audio"),
             "text": (limits.text_chars, f"{limits.text_chars} characters of text"),
             "image": (limits.images, f"{limits.images} images"),
         }
-        added = dict.fromkeys(caps, 0)
-        for kind, value in inputs:
-            added[kind] += len(value) // 2 if kind == "audio" else len(value) if kind == "text" else 1
-        for kind, (cap, what) in caps.items():
-            if added[kind] and self._pending_size[kind] + added[kind] > cap:
+        for kind, amount in added.items():
+            cap, what = caps[kind]
+            if amount and self._pending_size[kind] + amount > cap:
                 raise ProtocolError(
                     "pending_input_limit",
                     f"the input waiting for a response would exceed {what}, the most one response can take; "
                     "send response.create (or input_audio_buffer.clear) first",
                     event_id,
                 )
-        self._pending.extend(inputs)
-        for kind, size in added.items():
-            self._pending_size[kind] += size
 
     # Responses.
 
