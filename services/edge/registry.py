@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from services.common.memory import FreedMemoryTrimmer
 from services.edge import events, metrics
 from services.edge.admission import Admission
 from services.edge.events import Event
@@ -28,6 +29,7 @@ class SessionRegistry:
         self._services = services
         self._admission = admission
         self.sessions: dict[str, Session] = {}
+        self._trimmer = FreedMemoryTrimmer()  # what a closed session held goes back to the system
         metrics.MAX_SESSIONS.set(settings.max_sessions)
 
     def open(self, transport: str, send: Callable[[Event], None], model: str | None = None) -> Session:
@@ -52,6 +54,7 @@ class SessionRegistry:
     async def release(self, session: Session) -> None:
         """Close a session (if it is not yet) and free its slot."""
         await session.close(session.close_reason or "released")
+        self._trimmer.soon()
         if self.sessions.pop(session.session_id, None) is not None:
             metrics.ACTIVE_SESSIONS.labels(transport=session.transport).dec()
             metrics.SESSION_SECONDS.observe(time.monotonic() - session.started_at)

@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
 
+from services.common.memory import FreedMemoryTrimmer
 from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
@@ -52,6 +53,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     ) -> None:
         self._settings = settings
         self._engine = engine
+        self._trimmer = FreedMemoryTrimmer()
         self._recognizer = recognizer
         self._sessions = sessions
         self._lifecycle = lifecycle
@@ -362,6 +364,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         async with self._holding(request.session_id, context) as session:
             self._sessions.end(session.id)
         metrics.SESSIONS_ACTIVE.set(len(self._sessions))
+        self._trimmer.soon()  # its KV cache is free now: give the memory back
         return conversation_pb2.EndSessionResponse()
 
     async def GetLoad(  # noqa: N802
@@ -384,4 +387,5 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             await asyncio.sleep(interval)
             for session_id in self._sessions.expire_idle():
                 log.info("session expired", extra={"session": session_id})
+                self._trimmer.soon()
             metrics.SESSIONS_ACTIVE.set(len(self._sessions))
