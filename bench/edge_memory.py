@@ -22,14 +22,6 @@ from tests.support.processes import ServiceProcess, start_edge, start_scripted_l
 from tests.support.realtime_ws import realtime_socket
 
 
-def rss_mb(service: ServiceProcess) -> float:
-    with open(f"/proc/{service.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def piler(url: str, items: int) -> tuple[int, int]:
     """(errors, items kept) for one client."""
     samples = np.random.default_rng(0).integers(-3000, 3000, 24000 * 45, dtype="<i2")
@@ -45,12 +37,12 @@ async def piler(url: str, items: int) -> tuple[int, int]:
 
 
 async def run(edge: ServiceProcess, sessions: int, items: int) -> None:
-    print(f"edge RSS at start: {rss_mb(edge):.0f} MB")
+    print(f"edge RSS at start: {edge.rss_mb():.0f} MB")
     results = await asyncio.gather(*(piler(edge.url, items) for _ in range(sessions)))
     print(f"{sessions} clients x {items} items of 2.9 MB: errors / items kept per client {results}")
-    print(f"edge RSS once they have gone: {rss_mb(edge):.0f} MB")
+    print(f"edge RSS once they have gone: {edge.rss_mb():.0f} MB")
     await asyncio.sleep(5)  # what is still held 5 s later (the trim after a session runs at 2 s)
-    print(f"edge RSS 5 s later: {rss_mb(edge):.0f} MB")
+    print(f"edge RSS 5 s later: {edge.rss_mb():.0f} MB")
 
 
 def main() -> None:

@@ -179,20 +179,12 @@ async def killer(services: dict[str, ServiceProcess], every: float, deadline: fl
         print(f"  killed and restarted {name}", flush=True)
 
 
-def rss_mb(service: ServiceProcess) -> float:
-    with open(f"/proc/{service.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def soak(services: dict[str, ServiceProcess], minutes: float, kill_every: float) -> None:
     edge = services["edge"]
     speech = speak(QUESTION, RATE)
     tally = Tally()
     total = minutes * 60
-    rss = {"start": {name: rss_mb(s) for name, s in services.items()}}
+    rss = {"start": {name: s.rss_mb() for name, s in services.items()}}
 
     async def well_behaved(seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -217,10 +209,10 @@ async def soak(services: dict[str, ServiceProcess], minutes: float, kill_every: 
         piler(edge.url, tally, deadline),
         killer(services, kill_every, deadline),
     )
-    rss["after abuse"] = {name: rss_mb(s) for name, s in services.items()}
+    rss["after abuse"] = {name: s.rss_mb() for name, s in services.items()}
     tally.phase = "after"
     await well_behaved(total / 5)
-    rss["end"] = {name: rss_mb(s) for name, s in services.items()}
+    rss["end"] = {name: s.rss_mb() for name, s in services.items()}
 
     print(f"\nwell-behaved turns answered/asked: {tally.answered}/{tally.asked}")
     print(f"errors seen by well-behaved sessions: {dict(tally.errors) or 'none'}")

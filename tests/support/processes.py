@@ -63,6 +63,14 @@ class ServiceProcess:
             self.process.kill()
             return self.process.wait()
 
+    def rss_mb(self) -> float:
+        """The process's resident memory now (Linux), in MB."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
     def warnings(self) -> list[dict[str, object]]:
         return [r for r in self.logs if r.get("level") in ("warning", "error", "critical")]
 
