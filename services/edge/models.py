@@ -15,8 +15,7 @@ import copy
 import grpc
 from parley.v1 import conversation_pb2_grpc, speech_pb2_grpc, vad_pb2_grpc
 
-from services.common.limits import MAX_OUTPUT_TOKENS_API
-from services.edge.pool import LlmPool, Replica, TurnLimits
+from services.edge.pool import LlmPool, Replica, ReplicaLimits
 from services.edge.settings import EdgeSettings
 
 # Reconnect soon after a model service restarts (one attempt a second at most: cheap for a
@@ -77,18 +76,11 @@ class ModelServices:
         return view
 
     @property
-    def max_output_tokens(self) -> int:
-        """The longest reply a session may ask for: its replica's limit, else every replica's,
-        else the API's."""
-        limit = (self.replica.max_output_tokens if self.replica else 0) or self.pool.max_output_tokens
-        return min(limit, MAX_OUTPUT_TOKENS_API) if limit else MAX_OUTPUT_TOKENS_API
-
-    @property
-    def turn_limits(self) -> TurnLimits:
-        """What one turn may carry: the session's replica's limits, else every replica's."""
-        if self.replica is not None and self.replica.turn_limits is not None:
-            return self.replica.turn_limits
-        return self.pool.turn_limits
+    def limits(self) -> ReplicaLimits:
+        """What one turn may carry and ask for: the session's replica's limits, else every replica's."""
+        if self.replica is not None and self.replica.limits is not None:
+            return self.replica.limits
+        return self.pool.limits
 
     async def ensure_ready(self, name: str, wait_seconds: float = 1.5) -> None:
         """Give a channel that is reconnecting a moment to come back before a call is made on it.

@@ -17,11 +17,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import grpc
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
+from services.common.limits import MAX_OUTPUT_TOKENS_API
 from services.edge import metrics
 from services.edge.settings import EdgeSettings
 
@@ -29,19 +30,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TurnLimits:
-    """What one LLM turn may carry: the caps on input a session piles up before a response."""
+class ReplicaLimits:
+    """What a replica lets one turn carry and ask for (its GetLoad): the caps on input a session
+    piles up before a response, and on a reply's length. Defaults: the LLM service's, and the API's."""
 
     audio_seconds: float = 120.0
     text_chars: int = 16_000
     images: int = 8
+    max_output_tokens: int = MAX_OUTPUT_TOKENS_API
 
-    def tightest(self, other: TurnLimits) -> TurnLimits:
-        return TurnLimits(
-            min(self.audio_seconds, other.audio_seconds),
-            min(self.text_chars, other.text_chars),
-            min(self.images, other.images),
-        )
+    def tightest(self, other: ReplicaLimits) -> ReplicaLimits:
+        return ReplicaLimits(*(min(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(eq=False)
@@ -51,8 +50,7 @@ class Replica:
     stub: conversation_pb2_grpc.ConversationServiceStub
     healthy: bool = False
     capacity: int = 0
-    max_output_tokens: int = 0  # the replica's limit on a reply's length (0: not known yet)
-    turn_limits: TurnLimits | None = None  # what one turn may carry (None: not known yet)
+    limits: ReplicaLimits | None = None  # None: not known yet
     sessions: set[str] = field(default_factory=set)
     from_dns: bool = False
 
@@ -91,18 +89,12 @@ class LlmPool:
         return sum(r.room for r in self.replicas.values())
 
     @property
-    def max_output_tokens(self) -> int:
-        """The reply length every replica allows (0: none has said), for sessions not yet placed."""
-        limits = [r.max_output_tokens for r in self.replicas.values() if r.max_output_tokens]
-        return min(limits, default=0)
-
-    @property
-    def turn_limits(self) -> TurnLimits:
-        """What a turn may carry on every replica, for sessions not yet placed."""
-        limits = TurnLimits()
+    def limits(self) -> ReplicaLimits:
+        """What every replica allows, for sessions not yet placed."""
+        limits = ReplicaLimits()
         for replica in self.replicas.values():
-            if replica.turn_limits is not None:
-                limits = limits.tightest(replica.turn_limits)
+            if replica.limits is not None:
+                limits = limits.tightest(replica.limits)
         return limits
 
     def place(self, session_id: str) -> Replica | None:
@@ -153,10 +145,12 @@ class LlmPool:
             if load is not None:
                 limit = self._settings.llm_sessions_per_replica or load.max_sessions
                 replica.capacity = min(load.max_sessions, limit) if load.max_sessions else limit
-                replica.max_output_tokens = load.max_output_tokens
                 if load.max_turn_text_chars:  # a replica that reports them
-                    replica.turn_limits = TurnLimits(
-                        load.max_turn_audio_seconds, load.max_turn_text_chars, load.max_turn_images
+                    replica.limits = ReplicaLimits(
+                        load.max_turn_audio_seconds,
+                        load.max_turn_text_chars,
+                        load.max_turn_images,
+                        min(load.max_output_tokens, MAX_OUTPUT_TOKENS_API),
                     )
             if was != replica.healthy:
                 log.warning(

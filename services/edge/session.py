@@ -352,7 +352,7 @@ class Session:
 
     def _check_output_tokens(self, value: int | str | None, event_id: str | None, param: str) -> None:
         """A reply length the session's LLM replica allows (the API's 1-4096 is checked in parsing)."""
-        limit = self._services.max_output_tokens
+        limit = self._services.limits.max_output_tokens
         if isinstance(value, int) and value > limit:
             raise ProtocolError(
                 "invalid_value",
@@ -469,7 +469,7 @@ class Session:
 
     def _check_pending_room(self, added: dict[str, int], event_id: str | None) -> None:
         """ProtocolError if ``added`` (samples, characters, images) would not fit beside what waits."""
-        limits = self._services.turn_limits
+        limits = self._services.limits
         caps = {
             "audio": (int(limits.audio_seconds * INPUT_RATE), f"{limits.audio_seconds:g} s of audio"),
             "text": (limits.text_chars, f"{limits.text_chars} characters of text"),
