@@ -128,6 +128,7 @@ class Turn:
         # Once input has ended, each word from the LLM or TTS service must come within
         # stall_seconds; a call given up on says why here (and the turn fails with it).
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._last_word = 0.0  # loop time of the services' last word
         self._abandoned: tuple[str, grpc.StatusCode, str] | None = None  # (service, status, details)
         self._llm_done = False
         # Events and audio (bytes) in the order they came: released in that order, so that no
@@ -162,14 +163,22 @@ class Turn:
             self._watch_for_stall()
 
     def _watch_for_stall(self) -> None:
-        """(Re)start the deadline on the next word from the LLM (or, once it has finished, the
-        TTS) service: a service that hangs fails the reply instead of leaving it open for ever."""
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-        if self._input_ended and not self.task.done():
-            self._stall_timer = asyncio.get_running_loop().call_later(self.options.stall_seconds, self._on_stall)
+        """A word from the LLM (or, once it has finished, the TTS) service: the deadline on the
+        next one runs from now. A service that hangs fails the reply instead of leaving it open
+        for ever. Called for every token and audio chunk, so it only notes the time; one timer
+        checks it (re-armed for what is left when words came meanwhile)."""
+        loop = asyncio.get_running_loop()
+        self._last_word = loop.time()
+        if self._stall_timer is None and self._input_ended and not self.task.done():
+            self._stall_timer = loop.call_later(self.options.stall_seconds, self._check_stall)
 
-    def _on_stall(self) -> None:
+    def _check_stall(self) -> None:
+        loop = asyncio.get_running_loop()
+        left = self._last_word + self.options.stall_seconds - loop.time()
+        if left > 0:
+            self._stall_timer = loop.call_later(left, self._check_stall)
+            return
+        self._stall_timer = None
         service = "tts" if self._llm_done else "llm"
         self._abandon(service, grpc.StatusCode.DEADLINE_EXCEEDED, f"nothing for {self.options.stall_seconds:g} s")
 
