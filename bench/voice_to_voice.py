@@ -28,7 +28,7 @@ import numpy as np
 
 from tests.support import speech
 from tests.support.processes import ServiceProcess, start_edge, start_service
-from tests.support.turn_samples import piper_voice
+from tests.support.speech import piper_voice
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 QUESTIONS = [

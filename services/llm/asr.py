@@ -1,4 +1,4 @@
-"""Speech recognition with faster-whisper, started while the user is still talking.
+"""Speech recognition, started while the user is still talking, in worker processes.
 
 A turn's transcriber decodes what it has whenever the speech pauses (and, if partials are on,
 after every interval of new speech), so by the time the turn's input ends the final transcript
@@ -8,6 +8,7 @@ is usually already there: if no speech arrived after the last decode, that decod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -16,13 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from services.common.bundled import BundledFile
 from services.llm import metrics
 from services.llm.settings import LlmSettings
+from services.llm.whisper import Whisper, WhisperPath
 
 log = logging.getLogger(__name__)
 
@@ -48,65 +49,39 @@ class _WhisperConfig:
     threads: int
     language: str
     beam_size: int
+    path: WhisperPath
+    niceness: int  # added to the worker's OS priority: background workers yield the cores
 
 
-_worker_model: Any = None
-_worker_config: _WhisperConfig | None = None
+_worker_whisper: Whisper | None = None
 
 
 def _load_in_worker(config: _WhisperConfig) -> None:
-    global _worker_model, _worker_config
+    global _worker_whisper
     from faster_whisper import WhisperModel
 
-    _worker_model = WhisperModel(
+    if config.niceness:
+        os.nice(config.niceness)
+    model = WhisperModel(
         config.model, device=config.device, compute_type=config.compute_type, cpu_threads=config.threads
     )
-    _worker_config = config
+    _worker_whisper = Whisper(model, config.language, config.beam_size, config.path)
 
 
 def _transcribe_in_worker(audio: np.ndarray) -> str:
-    assert _worker_model is not None and _worker_config is not None
-    segments, _ = _worker_model.transcribe(
-        audio,
-        language=_worker_config.language,
-        beam_size=_worker_config.beam_size,
-        without_timestamps=True,
-        condition_on_previous_text=False,
-        vad_filter=False,
-        # One decode, no retries at higher temperatures: faster-whisper's default fallback
-        # decodes hard audio up to six times, which took a voice turn's recognition from about
-        # 0.35 s to 2.5 s on this machine; a short utterance gains little from it.
-        temperature=0.0,
-    )
-    return " ".join(segment.text.strip() for segment in segments).strip()
+    assert _worker_whisper is not None
+    return _worker_whisper.transcribe(audio)
 
 
-class SpeechRecognizer:
-    """faster-whisper, shared by all turns, in worker processes of its own.
+class _WorkerPool:
+    """Worker processes that each hold a model, restarted if one dies."""
 
-    Not threads: CTranslate2 brings its own OpenMP runtime, and merely loading a model with two
-    intra-op threads into the language model's process halves torch's decoding speed (24 to 12
-    tokens a second on two cores). In separate processes the two only share the cores.
-    """
+    def __init__(self, workers: int, config: _WhisperConfig) -> None:
+        self._workers = workers
+        self._config = config
+        self._pool = self._start()
 
-    def __init__(self, settings: LlmSettings) -> None:
-        if settings.asr_model is None:
-            model: str = str(BUNDLED_WHISPER.verified().parent)
-        else:
-            model = settings.asr_model
-        self.model_name = Path(model).name if settings.asr_model is None else model
-        self._workers = settings.asr_workers
-        self._config = _WhisperConfig(
-            model=model,
-            device=settings.asr_device,
-            compute_type=settings.asr_compute_type,
-            threads=settings.asr_threads or os.cpu_count() or 1,
-            language=settings.asr_language,
-            beam_size=settings.asr_beam_size,
-        )
-        self._pool = self._start_pool()
-
-    def _start_pool(self) -> ProcessPoolExecutor:
+    def _start(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -120,7 +95,6 @@ class SpeechRecognizer:
         return pool
 
     async def transcribe(self, audio: np.ndarray) -> str:
-        """Text of 16 kHz float32 mono ``audio``."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
@@ -128,20 +102,69 @@ class SpeechRecognizer:
             # A worker died (killed, out of memory): start new ones and try once more.
             log.error("a speech recognition worker died; starting new ones")
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = await asyncio.to_thread(self._start_pool)
+            self._pool = await asyncio.to_thread(self._start)
             return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class SpeechRecognizer:
+    """faster-whisper, shared by all turns, in worker processes of its own.
+
+    Two pools. Foreground workers decode what someone is waiting for (the transcript at a pause,
+    which is usually the final one, and the final one itself). A background worker, at a lower OS
+    priority and with one thread, decodes partial transcripts: when the cores are short, the
+    kernel gives them to the foreground and the partial waits, instead of the final waiting for
+    the partial.
+
+    Not threads: CTranslate2 brings its own OpenMP runtime, and merely loading a model with two
+    intra-op threads into the language model's process halves torch's decoding speed (24 to 12
+    tokens a second on two cores). In separate processes the two only share the cores.
+    """
+
+    def __init__(self, settings: LlmSettings) -> None:
+        if settings.asr_model is None:
+            model: str = str(BUNDLED_WHISPER.verified().parent)
+        else:
+            model = settings.asr_model
+        self.model_name = Path(model).name if settings.asr_model is None else model
+        foreground = _WhisperConfig(
+            model=model,
+            device=settings.asr_device,
+            compute_type=settings.asr_compute_type,
+            threads=settings.asr_threads or os.cpu_count() or 1,
+            language=settings.asr_language,
+            beam_size=settings.asr_beam_size,
+            path=settings.asr_path,
+            niceness=0,
+        )
+        self._foreground = _WorkerPool(settings.asr_workers, foreground)
+        self._background: _WorkerPool | None = None
+        if settings.asr_partial_interval_ms and settings.asr_background_workers:
+            background = dataclasses.replace(foreground, threads=1, niceness=settings.asr_background_niceness)
+            self._background = _WorkerPool(settings.asr_background_workers, background)
+
+    async def transcribe(self, audio: np.ndarray, background: bool = False) -> str:
+        """Text of 16 kHz float32 mono ``audio``; ``background`` for work nobody waits for."""
+        pool = self._background if background and self._background is not None else self._foreground
+        return await pool.transcribe(audio)
+
+    def close(self) -> None:
+        self._foreground.close()
+        if self._background is not None:
+            self._background.close()
+
+
 class TurnTranscriber:
     """Collects one turn's 16 kHz audio and keeps a transcript of it as current as is cheap.
 
     Two kinds of early decode: after a pause in speech (the turn may be about to end: this one
-    is what makes the final transcript ready in time) and, if partials are on, after every
-    interval of new speech (for showing the user what was heard). A pause never waits for a
-    partial decode that is still running.
+    is what makes the final transcript ready in time, so it runs in the foreground) and, if
+    partials are on, after every interval of new speech (for showing the user what was heard, in
+    the background). Nothing that is waited for ever waits for a partial: a pause starts its
+    decode beside one in flight, and the final transcript reuses a finished or running foreground
+    decode that covers all the speech, or else cancels the partials and decodes in the foreground.
     """
 
     def __init__(
@@ -161,7 +184,7 @@ class TurnTranscriber:
         self._decoded_upto = 0  # audio covered by the newest finished decode
         self._decoded_text = ""
         self._last_decode_start = 0
-        self._running: dict[asyncio.Task[None], int] = {}  # decode -> samples it covers
+        self._running: dict[asyncio.Task[None], _Decode] = {}
         self.early_decodes = 0
 
     @property
@@ -181,9 +204,14 @@ class TurnTranscriber:
         """The transcript of everything fed; reuses an early decode when no speech came after it."""
         if not self.heard_speech:
             return ""
-        covering = [task for task, upto in self._running.items() if upto >= self._voiced_end]
-        if covering:
-            await asyncio.shield(covering[0])
+        covering = None
+        for task, decode in list(self._running.items()):
+            if not decode.background and decode.upto >= self._voiced_end:
+                covering = task
+            elif decode.background:
+                task.cancel()  # superseded by the final transcript; not waited for
+        if covering is not None:
+            await asyncio.shield(covering)
         if self._voiced_end <= self._decoded_upto:
             return self._decoded_text
         return await self._recognizer.transcribe(self._audio())
@@ -215,23 +243,23 @@ class TurnTranscriber:
         if self._voiced_end <= self._decoded_upto or self.samples > EARLY_DECODE_LIMIT:
             return
         if self.samples - self._voiced_end >= PAUSE_SAMPLES:
-            if not any(upto >= self._voiced_end for upto in self._running.values()):
-                self._start_decode()
+            if not any(not d.background and d.upto >= self._voiced_end for d in self._running.values()):
+                self._start_decode(background=False)
         elif (
             self._partial_interval
-            and not self._running
+            and not any(d.background for d in self._running.values())
             and self.samples - self._last_decode_start >= self._partial_interval
         ):
-            self._start_decode()
+            self._start_decode(background=True)
 
-    def _start_decode(self) -> None:
+    def _start_decode(self, background: bool) -> None:
         self._last_decode_start = self.samples
-        task = asyncio.create_task(self._decode(self.samples))
-        self._running[task] = self.samples
+        task = asyncio.create_task(self._decode(self.samples, background))
+        self._running[task] = _Decode(self.samples, background)
 
-    async def _decode(self, upto: int) -> None:
+    async def _decode(self, upto: int, background: bool) -> None:
         try:
-            text = await self._recognizer.transcribe(self._audio(upto))
+            text = await self._recognizer.transcribe(self._audio(upto), background=background)
         except Exception:
             log.exception("early transcription failed; the final one will run at the end of the turn")
             return
@@ -244,3 +272,9 @@ class TurnTranscriber:
             if self._on_partial is not None and self._partial_interval and text:
                 self._on_partial(text)
         self._maybe_decode()
+
+
+@dataclass(frozen=True)
+class _Decode:
+    upto: int  # samples of the turn it covers
+    background: bool  # a partial nobody waits for

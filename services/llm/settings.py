@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.llm.whisper import WhisperPath
 
 # Under this prompt the bundled 135M model answers plain questions plainly, with a wide margin
 # on the first token ("What is the capital of France?" -> "The capital of France is Paris.",
@@ -58,7 +59,19 @@ class LlmSettings(ServiceSettings):
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type for speech recognition.")
     asr_threads: int = Field(0, ge=0, le=256, description="Speech recognition CPU threads (0: one per core).")
     asr_workers: int = Field(
-        2, ge=1, le=32, description="Speech recognition worker processes (transcriptions run at once)."
+        2,
+        ge=1,
+        le=32,
+        description="Speech recognition worker processes for the transcripts a reply waits for (run at once).",
+    )
+    asr_background_workers: int = Field(
+        1,
+        ge=0,
+        le=32,
+        description="Worker processes, one thread each, for partial transcripts (0: partials share the others).",
+    )
+    asr_background_niceness: int = Field(
+        10, ge=0, le=19, description="How much lower the OS priority of the partial-transcript workers is."
     )
     asr_language: str = Field("en", description="Language of the speech (a Whisper language code).")
     asr_beam_size: int = Field(
@@ -67,6 +80,12 @@ class LlmSettings(ServiceSettings):
         le=16,
         description="Beam width of speech recognition. 5 costs about a fifth more time than 1 with tiny.en "
         "and halves its word errors on synthetic test speech.",
+    )
+    asr_path: WhisperPath = Field(
+        "length-following",
+        description="length-following: the encoder sees the speech plus a short pad, so a 2 s question costs "
+        "about a tenth of the encoder time of 30 s; inputs near 30 s or longer go stock. stock: faster-whisper's "
+        "own path, every input padded to 30 s windows.",
     )
     asr_partial_interval_ms: int = Field(
         1000,

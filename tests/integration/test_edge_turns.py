@@ -6,10 +6,9 @@ import aiohttp
 import numpy as np
 
 from tests.support.processes import ServiceProcess
-from tests.support.speech import resample
+from tests.support.speech import piper_voice, resample
 from tests.support.tooling import metric_value
 from tests.support.transcribe import spoken_words
-from tests.support.turn_samples import piper_voice
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 

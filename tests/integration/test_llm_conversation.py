@@ -50,7 +50,10 @@ def system_prefix_tokens(tokenizer, system: str = DEFAULT_SYSTEM_PROMPT) -> int:
 
 @pytest.mark.parametrize("rate", [16000, 24000])
 async def test_spoken_question_is_transcribed_and_answered(llm_channel: grpc.aio.Channel, rate: int) -> None:
-    question = speech.trim(speech.speak(QUESTION, rate), rate)
+    # The bundled voice: the recogniser's per-clip slips differ between its paths (espeak's
+    # robotic "capital of France" is "capital and France" to the length-following one), and the
+    # recognition tests measure its accuracy on a set; here it is the turn that is checked.
+    question = speech.resample(speech.piper_voice(QUESTION), speech.VOICE_RATE, rate)
     audio, _ = speech.compose([0.3, question, 0.6], rate)
     result = await respond(llm_channel, [header(new_session()), *audio_chunks(audio, rate), END])
     assert result.transcript is not None

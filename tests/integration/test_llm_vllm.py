@@ -43,8 +43,7 @@ def new_session() -> str:
 
 
 async def test_spoken_question_through_vllm(channel: grpc.aio.Channel) -> None:
-    question = speech.trim(speech.speak(QUESTION, 16000), 16000)
-    audio, _ = speech.compose([0.3, question, 0.6], 16000)
+    audio, _ = speech.compose([0.3, speech.piper_voice(QUESTION), 0.6], 16000)  # as in test_llm_conversation
     result = await respond(channel, [header(new_session()), *audio_chunks(audio), END])
     assert result.transcript is not None and "capital of france" in result.transcript.lower()
     assert "Paris" in result.reply

@@ -16,6 +16,7 @@ from services.vad.turn_model import SmartTurnModel, log_mel_features
 from tests.support import speech
 from tests.support.calls import stream_until_error
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
+from tests.support.speech import piper_voice
 from tests.support.turn_samples import (
     RATE,
     TurnOutcome,
@@ -23,7 +24,6 @@ from tests.support.turn_samples import (
     detect_turn,
     make_samples,
     phrase_cut,
-    piper_voice,
     summary,
 )
 from tests.support.vad_client import config_request, detect, segments

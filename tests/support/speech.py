@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import subprocess
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,3 +94,34 @@ def compose(parts: list[np.ndarray | float], sample_rate: int) -> tuple[np.ndarr
         pieces.append(piece)
         position += len(piece)
     return np.concatenate(pieces), spans
+
+
+# --- voices --------------------------------------------------------------------------------
+
+VOICE_RATE = 16000  # what the voices below return
+
+
+def espeak_voice(text: str) -> np.ndarray:
+    return trim(speak(text, VOICE_RATE), VOICE_RATE)
+
+
+@functools.cache
+def _piper() -> tuple[object, object]:
+    import piper
+    from piper.config import SynthesisConfig
+
+    from services.tts.backends.piper import bundled_voice_path
+
+    # No sampling noise: Piper otherwise draws random noise inside the model, and the same
+    # text would come out a little different (and be judged differently) each run.
+    return piper.PiperVoice.load(bundled_voice_path()), SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+
+def piper_voice(text: str) -> np.ndarray:
+    voice, config = _piper()
+    chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]  # type: ignore[attr-defined]
+    rate = voice.config.sample_rate  # type: ignore[attr-defined]
+    return trim(resample(np.concatenate(chunks).astype(np.float32), rate, VOICE_RATE), VOICE_RATE)
+
+
+VOICES: dict[str, Callable[[str], np.ndarray]] = {"espeak": espeak_voice, "piper": piper_voice}

@@ -8,15 +8,13 @@ half keeps the voice's mid-sentence intonation instead of a sentence-final fall.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from parley.v1 import vad_pb2
 
-from tests.support.speech import resample, speak, trim
+from tests.support.speech import VOICES
 from tests.support.vad_client import detect
 
 RATE = 16000
@@ -53,32 +51,6 @@ class TurnSample:
     audio: np.ndarray  # 16 kHz float32
     speech_end: int  # last voiced sample of the utterance
     pause: tuple[int, int] | None  # (first silent sample, first sample of the rest) for paused samples
-
-
-def espeak_voice(text: str) -> np.ndarray:
-    return trim(speak(text), RATE)
-
-
-@functools.cache
-def _piper() -> tuple[object, object]:
-    import piper
-    from piper.config import SynthesisConfig
-
-    from services.tts.backends.piper import bundled_voice_path
-
-    # No sampling noise: Piper otherwise draws random noise inside the model, and the same
-    # text would come out a little different (and be judged differently) each run.
-    return piper.PiperVoice.load(bundled_voice_path()), SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-
-
-def piper_voice(text: str) -> np.ndarray:
-    voice, config = _piper()
-    chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]  # type: ignore[attr-defined]
-    rate = voice.config.sample_rate  # type: ignore[attr-defined]
-    return trim(resample(np.concatenate(chunks).astype(np.float32), rate, RATE), RATE)
-
-
-VOICES: dict[str, Callable[[str], np.ndarray]] = {"espeak": espeak_voice, "piper": piper_voice}
 
 
 def phrase_cut(whole: np.ndarray, first_alone: np.ndarray) -> int:

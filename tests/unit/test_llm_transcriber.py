@@ -8,16 +8,24 @@ from services.llm.asr import RATE, TurnTranscriber
 
 
 class FakeRecognizer:
-    """Records what it was asked to transcribe; answers with the number of samples it got."""
+    """Records what it was asked to transcribe; answers with the number of samples it got.
+
+    Foreground and background decodes each finish only while their event is set.
+    """
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.background_calls: list[int] = []
         self.release = asyncio.Event()
         self.release.set()
+        self.release_background = asyncio.Event()
+        self.release_background.set()
 
-    async def transcribe(self, audio: np.ndarray) -> str:
+    async def transcribe(self, audio: np.ndarray, background: bool = False) -> str:
         self.calls.append(len(audio))
-        await self.release.wait()
+        if background:
+            self.background_calls.append(len(audio))
+        await (self.release_background if background else self.release).wait()
         return f"{len(audio)} samples"
 
 
@@ -113,3 +121,43 @@ async def test_a_pause_does_not_wait_for_a_partial_decode_in_flight() -> None:
     recognizer.release.set()
     assert await final == f"{recognizer.calls[1]} samples"
     assert len(recognizer.calls) == 2
+
+
+async def test_partials_are_background_work_and_pause_decodes_foreground() -> None:
+    recognizer = FakeRecognizer()
+    recognizer.release_background.clear()  # the partial is still running when the pause comes
+    transcriber = TurnTranscriber(recognizer, partial_interval_ms=500)  # type: ignore[arg-type]
+    transcriber.feed(tone(0.6))  # an interval of speech: a partial
+    await settle()
+    transcriber.feed(silence(0.3))  # a pause: the likely final transcript
+    await settle()
+    assert len(recognizer.calls) == 2
+    assert recognizer.background_calls == recognizer.calls[:1]
+    assert await transcriber.final() == f"{recognizer.calls[1]} samples"
+
+
+async def test_the_final_transcript_does_not_wait_for_a_partial_in_flight() -> None:
+    recognizer = FakeRecognizer()
+    recognizer.release_background.clear()  # partials never finish
+    transcriber = TurnTranscriber(recognizer, partial_interval_ms=500)  # type: ignore[arg-type]
+    transcriber.feed(tone(0.6))
+    await settle()
+    assert recognizer.background_calls == [transcriber.samples]  # the partial is in flight
+    partial = next(iter(transcriber._running))
+    transcriber.feed(tone(0.1))  # the turn ends without a pause long enough for a decode
+    assert await transcriber.final() == f"{transcriber.samples} samples"
+    await settle()
+    assert partial.cancelled()
+    assert len(recognizer.calls) == 2 and len(recognizer.background_calls) == 1
+
+
+async def test_a_partial_covering_all_the_speech_is_not_waited_for_either() -> None:
+    recognizer = FakeRecognizer()
+    recognizer.release_background.clear()
+    transcriber = TurnTranscriber(recognizer, partial_interval_ms=500)  # type: ignore[arg-type]
+    transcriber.feed(tone(0.4))
+    transcriber.feed(silence(0.15))  # speech over; the partial interval is reached in the silence
+    await settle()
+    assert recognizer.background_calls == [transcriber.samples]
+    assert await transcriber.final() == f"{transcriber.samples} samples"
+    assert len(recognizer.calls) == 2  # decoded again in the foreground, not awaited in the background
