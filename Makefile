@@ -17,7 +17,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-turns bench-barge-in bench-queue bench-soak system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -92,6 +92,9 @@ e2e: install system-deps
 
 bench-v2v: install system-deps
 	$(BIN)/python -m bench.voice_to_voice
+
+bench-concurrent: install system-deps
+	$(BIN)/python -m bench.concurrent_calls
 
 bench-turns: install system-deps
 	$(BIN)/python -m bench.turns

@@ -3,7 +3,7 @@
     make bench-v2v          (or: .venv/bin/python -m bench.voice_to_voice --help)
 
 A Python WebRTC client (aiortc, loopback) calls the edge in half-duplex mode and speaks questions
-(espeak-ng, or the bundled Piper voice) into its microphone track in real time, each followed by
+(the bundled Piper voice, or espeak-ng) into its microphone track in real time, each followed by
 silence. The user's turn ends on silence (server_vad) or on the turn model (--turn-detection
 semantic_vad). For every turn it
 measures the time from the last speech sample sent to the first audible assistant sample
@@ -93,7 +93,8 @@ VOICES: dict[str, Callable[[str], np.ndarray]] = {"espeak": espeak_at_call_rate,
 
 @dataclass
 class Results:
-    latencies: list[float] = field(default_factory=list)
+    asked: int = 0
+    latencies: list[float] = field(default_factory=list)  # one per answered question
     stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     end_reasons: list[str] = field(default_factory=list)
 
@@ -105,8 +106,15 @@ def turn_detection(kind: str, silence_ms: int, eagerness: str) -> dict[str, obje
 
 
 async def bench(
-    url: str, turns: int, detection: dict[str, object], client_prefetch: int, voice: str = "espeak"
+    url: str,
+    turns: int,
+    detection: dict[str, object],
+    client_prefetch: int,
+    voice: str = "piper",
+    first_question: int = 0,
+    label: str = "",
 ) -> Results:
+    """One call asking ``turns`` questions; a question not answered within a minute ends the call."""
     call = RealtimeCall(url, receive_prefetch=client_prefetch)
     session = {
         "type": "realtime",
@@ -119,7 +127,7 @@ async def bench(
     say = VOICES[voice]
     try:
         for index in range(turns):
-            question = QUESTIONS[index % len(QUESTIONS)]
+            question = QUESTIONS[(first_question + index) % len(QUESTIONS)]
             spoken = say(question)
             voiced = spoken[: speech.voiced_bounds(spoken, RATE)[1]]  # ends with its last voiced sample
             before = len(call.events)
@@ -129,6 +137,7 @@ async def bench(
             call.microphone.play(np.zeros(int(RATE * 0.6), np.float32))
             call.microphone.play(voiced)
             call.microphone.play(np.zeros(RATE * 3, np.float32))  # silence after the question
+            results.asked += 1
             done = await call.wait_for("response.done", after=before, timeout=60)
             await call.wait_for("output_audio_buffer.stopped", after=before, timeout=60)
             await asyncio.wait_for(call.microphone.played_out(), 30)
@@ -146,7 +155,7 @@ async def bench(
                 done["response"]["output"][0]["content"][0].get("transcript", "") if done["response"]["output"] else ""
             )
             if heard is None:
-                print(f"turn {index + 1}: no audio heard ({transcript!r})", file=sys.stderr)
+                print(f"{label}turn {index + 1}: no audio heard ({transcript!r})", file=sys.stderr)
                 continue
             latency = (heard - speech_end) * 1000
             results.latencies.append(latency)
@@ -158,7 +167,9 @@ async def bench(
             end = parley.get("end_of_turn", {})
             results.end_reasons.append(end.get("reason", "?"))
             how = end.get("reason", "?") + (f" p={end['probability']:.2f}" if "probability" in end else "")
-            print(f"turn {index + 1:2d}: {latency:5.0f} ms  [{how}] {transcript!r} -> {reply!r}", flush=True)
+            print(f"{label}turn {index + 1:2d}: {latency:5.0f} ms  [{how}] {transcript!r} -> {reply!r}", flush=True)
+    except TimeoutError:
+        print(f"{label}no answer within a minute; call ended", file=sys.stderr)
     finally:
         await call.close()
     return results
@@ -184,7 +195,7 @@ def main() -> None:
     parser.add_argument("--silence-ms", type=int, default=500, help="server VAD silence that ends a turn")
     parser.add_argument("--turn-detection", choices=["server_vad", "semantic_vad"], default="server_vad")
     parser.add_argument("--eagerness", choices=["low", "medium", "high", "auto"], default="auto")
-    parser.add_argument("--voice", choices=sorted(VOICES), default="espeak", help="who asks the questions")
+    parser.add_argument("--voice", choices=sorted(VOICES), default="piper", help="who asks the questions")
     parser.add_argument("--edge-arg", action="append", default=[], help="extra flag for the edge this starts")
     parser.add_argument("--tts-arg", action="append", default=[], help="extra flag for the TTS service this starts")
     parser.add_argument("--llm-arg", action="append", default=[], help="extra flag for the LLM service this starts")

@@ -10,7 +10,7 @@ from openai import AsyncOpenAI
 
 from services.common.audio import float32_to_pcm16
 from tests.support.processes import ServiceProcess
-from tests.support.speech import speak
+from tests.support.speech import piper_voice_at
 from tests.support.transcribe import spoken_words
 
 
@@ -50,7 +50,7 @@ async def test_text_turn_streams_a_text_reply(edge_service: ServiceProcess) -> N
 
 
 async def test_voice_turn_is_transcribed_and_answered_with_audio(edge_service: ServiceProcess) -> None:
-    speech = speak("What is the capital of France?", sample_rate=24000)
+    speech = piper_voice_at("What is the capital of France?", 24000)
     pcm = float32_to_pcm16(np.concatenate((np.zeros(4800, np.float32), speech, np.zeros(36000, np.float32))))
     async with _client(edge_service).realtime.connect(model="parley") as connection:
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.counts import edge_sessions, llm_sessions, wait_for_edge_sessions, wait_for_llm_sessions
 from tests.support.processes import ServiceProcess
-from tests.support.speech import speak
+from tests.support.speech import piper_voice_at, speak
 from tests.support.tooling import metric_value
 from tests.support.transcribe import spoken_words
 from tests.support.webrtc_client import RATE, RealtimeCall
@@ -18,7 +18,7 @@ from tests.support.webrtc_client import RATE, RealtimeCall
 
 def _question(text: str, silence_after: float = 1.5) -> np.ndarray:
     return np.concatenate(
-        (np.zeros(RATE // 5, np.float32), speak(text, RATE), np.zeros(int(RATE * silence_after), np.float32))
+        (np.zeros(RATE // 5, np.float32), piper_voice_at(text, RATE), np.zeros(int(RATE * silence_after), np.float32))
     )
 
 
@@ -96,7 +96,7 @@ async def test_chat_mode_text_and_push_to_talk_turns(edge_service: ServiceProces
         count = len(call.events)
         call.send({"type": "input_audio_buffer.clear"})
         await call.wait_for("input_audio_buffer.cleared", after=count)
-        call.microphone.play(speak("What is the capital of France?", RATE))
+        call.microphone.play(piper_voice_at("What is the capital of France?", RATE))
         await asyncio.wait_for(call.microphone.played_out(), 30)
         call.send({"type": "input_audio_buffer.commit"})
         call.send({"type": "response.create"})
