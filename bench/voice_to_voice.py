@@ -51,6 +51,7 @@ STAGES = [
     "llm_first_token",
     "first_text",
     "tts_first_audio",
+    "tts_first_segment_to_audio",
     "text_to_first_audio",
     "voice_to_voice",
 ]

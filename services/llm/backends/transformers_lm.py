@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from services.common.bundled import BundledFile
-from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats
+from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, int4
 from services.llm.backends.text import IncrementalDetokenizer, StopStringFilter, common_prefix_length
 from services.llm.settings import LlmSettings
 
@@ -97,6 +97,9 @@ class TransformersLanguageModel:
         self.tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=dtype)
         self.model.eval()
+        on_cpu_in_bf16 = self.model.dtype == torch.bfloat16 and self.model.device.type == "cpu"
+        if settings.packed_weights == "auto" and on_cpu_in_bf16 and int4.quantize_linears(self.model):
+            int4.quantize_output_layer(self.model)
         config_eos = self.model.generation_config.eos_token_id
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
