@@ -16,6 +16,7 @@ largest single matrix; ``quantize_output_layer`` stores it in int8 with one scal
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -79,8 +80,8 @@ class Int8Linear(torch.nn.Module):
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
 
-def quantize_output_layer(model: torch.nn.Module) -> None:
-    """The output layer (``lm_head``) in int8; its embedding twin stays as it is."""
+def quantize_output_layer(model: Any) -> None:
+    """The output layer (``lm_head``) of a transformers model in int8; its embedding twin stays as it is."""
     head = model.get_output_embeddings()
     if isinstance(head, torch.nn.Linear) and head.bias is None:
         model.set_output_embeddings(Int8Linear(head.weight))
