@@ -29,7 +29,8 @@ import sys
 import aiohttp
 import numpy as np
 
-from bench.voice_to_voice import figures, own_stack
+from bench.voice_to_voice import figures
+from tests.support.processes import running_stack
 from tests.support.speech import speak, voiced_bounds
 from tests.support.tooling import metric_value
 from tests.support.webrtc_client import RATE, RealtimeCall
@@ -155,7 +156,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(own_stack([], [], []))
+        url = args.url or stack.enter_context(running_stack())["edge"].url
         latencies, while_audible = asyncio.run(interruptions(url, args.rounds, args.seed))
         print("\nBarge-in latency (interrupting speech's first voiced sample sent -> first answer's last")
         print("non-silent sample received):")
@@ -165,7 +166,8 @@ def main() -> None:
             print(f"\nEcho at -12 dB, {args.echo_rounds} long answers, guard on:")
             print(f"  {asyncio.run(echo_rounds(url, args.echo_rounds))}")
     if args.echo and not args.url:
-        with own_stack(["--echo-correlation=1"], [], []) as url:
+        with running_stack(["--echo-correlation=1"]) as services:
+            url = services["edge"].url
             print(f"\nEcho at -12 dB, {args.echo_rounds} long answers, guard off (--echo-correlation=1):")
             print(f"  {asyncio.run(echo_rounds(url, args.echo_rounds))}")
 

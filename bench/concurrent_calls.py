@@ -21,7 +21,8 @@ import statistics
 
 import numpy as np
 
-from bench.voice_to_voice import Results, bench, own_stack, turn_detection
+from bench.voice_to_voice import Results, bench, turn_detection
+from tests.support.processes import running_stack
 
 STAGGER_SECONDS = 1.5
 
@@ -45,7 +46,7 @@ def main() -> None:
     detection = turn_detection("server_vad", 500, "auto")
     rows = []
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(own_stack(args.edge_arg, [], args.llm_arg))
+        url = args.url or stack.enter_context(running_stack(args.edge_arg, args.llm_arg))["edge"].url
         for calls in args.calls:
             results = asyncio.run(calls_at_once(url, calls, args.turns, detection))
             latencies = [latency for result in results for latency in result.latencies]

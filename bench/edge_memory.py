@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 
 import numpy as np
 
-from tests.support.processes import ServiceProcess, start_edge, start_scripted_llm, start_service
+from tests.support.processes import ServiceProcess, running_stack
 from tests.support.realtime_ws import realtime_socket
 
 
@@ -50,17 +49,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--items", type=int, default=150)
     args = parser.parse_args()
-    started: list[ServiceProcess] = []
-    try:
-        started.append(start_service("services.vad"))
-        started.append(start_scripted_llm())
-        started.append(start_service("services.tts"))
-        started.append(start_edge(*started))
-        asyncio.run(run(started[-1], args.sessions, args.items))
-    finally:
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                service.stop()
+    with running_stack(scripted_llm=True) as services:
+        asyncio.run(run(services["edge"], args.sessions, args.items))
 
 
 if __name__ == "__main__":

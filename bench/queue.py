@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import statistics
 import time
 
 import numpy as np
 
-from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.processes import running_stack
 from tests.support.realtime_ws import realtime_socket
 
 
@@ -89,33 +88,18 @@ def main() -> None:
     parser.add_argument("--queue-eta-prior-seconds", type=float, default=180)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
-    started: list[ServiceProcess] = []
-    try:
-        vad = start_service("services.vad")
-        started.append(vad)
-        llm = start_service("services.llm", timeout=180)
-        started.append(llm)
-        tts = start_service("services.tts")
-        started.append(tts)
-        edge = start_edge(
-            vad,
-            llm,
-            tts,
-            f"--llm-sessions-per-replica={args.capacity}",
-            f"--queue-eta-prior-seconds={args.queue_eta_prior_seconds}",
-            "--max-sessions=64",
-        )
-        started.append(edge)
+    edge_args = [
+        f"--llm-sessions-per-replica={args.capacity}",
+        f"--queue-eta-prior-seconds={args.queue_eta_prior_seconds}",
+        "--max-sessions=64",
+    ]
+    with running_stack(edge_args) as services:
         rng = random.Random(args.seed)
         held = f"{args.hold_min}-{args.hold_max} s"
         print(f"capacity {args.capacity}, {3 * args.capacity} clients a wave, sessions held {held}")
         for number in range(1, args.waves + 1):
-            results = asyncio.run(wave(edge.url, 3 * args.capacity, (args.hold_min, args.hold_max), rng))
+            results = asyncio.run(wave(services["edge"].url, 3 * args.capacity, (args.hold_min, args.hold_max), rng))
             report(number, results)
-    finally:
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                service.stop()
 
 
 if __name__ == "__main__":

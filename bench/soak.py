@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.processes import ServiceProcess, running_stack, start_service
 from tests.support.realtime_ws import RealtimeSocket, UnreadSocket, realtime_socket
 from tests.support.speech import speak
 
@@ -236,18 +236,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--kill-every", type=float, default=180.0, help="seconds between service kills")
     args = parser.parse_args()
-    services: dict[str, ServiceProcess] = {}
-    try:
-        services["vad"] = start_service("services.vad")
-        services["llm"] = start_service("services.llm", timeout=180)
-        services["tts"] = start_service("services.tts")
-        services["edge"] = start_edge(services["vad"], services["llm"], services["tts"])
+    with running_stack() as services:  # the kills put each restarted service in its place
         print(f"soak: {args.minutes:g} minutes on loopback, a service killed every {args.kill_every:g} s", flush=True)
         asyncio.run(soak(services, args.minutes, args.kill_every))
-    finally:
-        for service in reversed(list(services.values())):
-            with contextlib.suppress(Exception):
-                service.stop()
 
 
 if __name__ == "__main__":

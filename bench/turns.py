@@ -27,9 +27,9 @@ import grpc
 import numpy as np
 
 from bench.voice_to_voice import bench as voice_to_voice
-from bench.voice_to_voice import figures, own_stack, turn_detection
+from bench.voice_to_voice import figures, turn_detection
 from services.vad.turn_model import SmartTurnModel
-from tests.support.processes import start_service
+from tests.support.processes import running_stack, start_service
 from tests.support.turn_samples import TurnOutcome, detect_turn, make_samples, summary
 
 
@@ -103,7 +103,7 @@ def main() -> None:
         return
     print(f"\nVoice to voice, {args.voice} voice, {args.turns} questions each:")
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(own_stack([], [], []))
+        url = args.url or stack.enter_context(running_stack())["edge"].url
         asyncio.run(v2v(url, args.turns, args.voice, args.eagerness))
 
 

@@ -21,13 +21,13 @@ import contextlib
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tests.support import speech
-from tests.support.processes import ServiceProcess, start_edge, start_service
+from tests.support.processes import running_stack
 from tests.support.speech import piper_voice
 from tests.support.webrtc_client import RATE, RealtimeCall
 
@@ -61,24 +61,6 @@ def figures(values: list[float]) -> str:
     if not values:
         return "n/a"
     return f"median {statistics.median(values):6.0f} ms   p95 {np.percentile(values, 95):6.0f} ms   (n={len(values)})"
-
-
-@contextlib.contextmanager
-def own_stack(edge_args: list[str], tts_args: list[str], llm_args: list[str]) -> Iterator[str]:
-    started: list[ServiceProcess] = []
-    try:
-        vad = start_service("services.vad")
-        started.append(vad)
-        llm = start_service("services.llm", *llm_args, timeout=180)
-        started.append(llm)
-        tts = start_service("services.tts", *tts_args)
-        started.append(tts)
-        edge = start_edge(vad, llm, tts, *edge_args)
-        started.append(edge)
-        yield edge.url
-    finally:
-        for service in reversed(started):
-            service.stop()
 
 
 def espeak_at_call_rate(text: str) -> np.ndarray:
@@ -209,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     detection = turn_detection(args.turn_detection, args.silence_ms, args.eagerness)
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(own_stack(args.edge_arg, args.tts_arg, args.llm_arg))
+        url = args.url or stack.enter_context(running_stack(args.edge_arg, args.llm_arg, args.tts_arg))["edge"].url
         results = asyncio.run(bench(url, args.turns, detection, args.client_prefetch, args.voice))
     report(results, detection, args.voice)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,3 +134,29 @@ def start_edge(vad: ServiceProcess, llm: ServiceProcess, tts: ServiceProcess, *a
         '--ice-host-addresses=["127.0.0.1"]',
         *args,
     )
+
+
+@contextlib.contextmanager
+def running_stack(
+    edge_args: Sequence[str] = (),
+    llm_args: Sequence[str] = (),
+    tts_args: Sequence[str] = (),
+    scripted_llm: bool = False,
+) -> Iterator[dict[str, ServiceProcess]]:
+    """vad, llm (the bundled model, or scripted replies), tts and an edge in front of them, on free
+    loopback ports, as ``{"vad", "llm", "tts", "edge"}``. On leaving, whatever the dict then holds
+    is stopped, edge first (a caller that restarts a service puts the new process in its place)."""
+    services: dict[str, ServiceProcess] = {}
+    try:
+        services["vad"] = start_service("services.vad")
+        if scripted_llm:
+            services["llm"] = start_scripted_llm(*llm_args)
+        else:
+            services["llm"] = start_service("services.llm", *llm_args, timeout=180)
+        services["tts"] = start_service("services.tts", *tts_args)
+        services["edge"] = start_edge(services["vad"], services["llm"], services["tts"], *edge_args)
+        yield services
+    finally:
+        for service in reversed(list(services.values())):
+            with contextlib.suppress(Exception):
+                service.stop()
