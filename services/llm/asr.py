@@ -204,11 +204,9 @@ class TurnTranscriber:
         """The transcript of everything fed; reuses an early decode when no speech came after it."""
         if not self.heard_speech:
             return ""
-        covering = None
+        covering = self._covering_decode()
         for task, decode in list(self._running.items()):
-            if not decode.background and decode.upto >= self._voiced_end:
-                covering = task
-            elif decode.background:
+            if decode.background:
                 task.cancel()  # superseded by the final transcript; not waited for
         if covering is not None:
             await asyncio.shield(covering)
@@ -243,7 +241,7 @@ class TurnTranscriber:
         if self._voiced_end <= self._decoded_upto or self.samples > EARLY_DECODE_LIMIT:
             return
         if self.samples - self._voiced_end >= PAUSE_SAMPLES:
-            if not any(not d.background and d.upto >= self._voiced_end for d in self._running.values()):
+            if self._covering_decode() is None:
                 self._start_decode(background=False)
         elif (
             self._partial_interval
@@ -251,6 +249,14 @@ class TurnTranscriber:
             and self.samples - self._last_decode_start >= self._partial_interval
         ):
             self._start_decode(background=True)
+
+    def _covering_decode(self) -> asyncio.Task[None] | None:
+        """A running foreground decode of all the speech so far (partials never count: nothing
+        that is waited for waits for one)."""
+        for task, decode in self._running.items():
+            if not decode.background and decode.upto >= self._voiced_end:
+                return task
+        return None
 
     def _start_decode(self, background: bool) -> None:
         self._last_decode_start = self.samples

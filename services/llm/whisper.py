@@ -55,12 +55,9 @@ class Whisper:
         )
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)))
-        self._pad_value = PAD_VALUE
         self._max_tokens = model.max_length - len(self._prompt)
         # Where the speech is, completes the encoder output with the encoding of 30 s of padding.
-        self._silence = self._encode(
-            np.full((model.feature_extractor.mel_filters.shape[0], WINDOW_FRAMES), self._pad_value)
-        )
+        self._silence = self._encode(np.full((model.feature_extractor.mel_filters.shape[0], WINDOW_FRAMES), PAD_VALUE))
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Text of 16 kHz float32 mono ``audio``; empty when it holds no words."""
@@ -95,7 +92,7 @@ class Whisper:
         features = self.features(audio)
         frames = max(features.shape[1] + PAD_FRAMES, MIN_FRAMES)
         frames += frames % 2  # the encoder halves the frame count
-        padded = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=self._pad_value)
+        padded = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=PAD_VALUE)
         encoded = self._encode(padded)
         whole = np.concatenate((encoded, self._silence[:, encoded.shape[1] :]), axis=1)
         seconds = len(audio) / RATE
