@@ -17,7 +17,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak system-deps clean
+.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -111,6 +111,9 @@ bench-soak: install system-deps
 bench-llm: install vllm-install system-deps
 	$(BIN)/python -m bench.llm --backend transformers
 	$(BIN)/python -m bench.llm --backend vllm --python $(VLLM_VENV)/bin/python
+
+bench-tools: install
+	$(BIN)/python -m bench.tools
 
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from openai.types import realtime as rt
+from openai.types.realtime import realtime_audio_formats
+from openai.types.realtime import realtime_audio_input_turn_detection as turn_detection
+
+from services.edge import events, tools
 from services.edge.protocol import ProtocolError, SessionConfig, TurnDetection
 from services.edge.settings import EdgeSettings
+
+# OpenAI's voice names: a session naming one gets the voice the server maps them to.
+OPENAI_VOICES = frozenset(
+    arg
+    for member in getattr(
+        rt.realtime_audio_config_output.RealtimeAudioConfigOutput.model_fields["voice"].annotation, "__args__", ()
+    )
+    for arg in getattr(member, "__args__", ())
+    if isinstance(arg, str)
+)
 
 # Modes this edge runs today; the others are accepted by the schema and refused with a message.
 AVAILABLE_MODES = ("chat", "half_duplex", "full_duplex", "omni")
@@ -28,6 +43,7 @@ class SessionState:
     def __init__(self, session_id: str, settings: EdgeSettings, model: str | None = None) -> None:
         self.session_id = session_id
         self._settings = settings
+        self.tts_voice = ""  # the voice the session chose, as the TTS service names it
         self.config = SessionConfig.model_validate({})
         initial: dict[str, Any] = {"model": model or DEFAULT_MODEL, "parley": {"mode": settings.default_mode}}
         if settings.instructions:
@@ -78,14 +94,14 @@ class SessionState:
         return audio.input.turn_detection if audio and audio.input else None
 
     @property
-    def modalities(self) -> list[str]:
+    def modalities(self) -> list[events.Modality]:
         return list(self.config.output_modalities or ["audio"])
 
     @property
     def voice(self) -> str:
-        audio = self.config.audio
-        voice = audio.output.voice if audio and audio.output else None
-        return voice or self._settings.voice
+        """The TTS voice in force: the session's (an OpenAI voice name mapped by the session), else
+        the server's default ("" lets the TTS service choose)."""
+        return self.tts_voice or self._settings.voice
 
     @property
     def speed(self) -> float | None:
@@ -97,41 +113,68 @@ class SessionState:
         value = self.config.max_output_tokens
         return value if isinstance(value, int) else None
 
-    def to_event_object(self) -> dict[str, Any]:
-        """The session object of ``session.created`` / ``session.updated``, every default filled in."""
+    def to_event_object(self) -> events.SessionObject:
+        """The session object of ``session.created`` / ``session.updated``: every field with the
+        value in force, which for the fields Parley does not use is its own (README, "Session
+        fields"), whatever the client asked for."""
         config = self.config
-        turn_detection = self.turn_detection
         audio = config.audio
-        return {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": self.session_id,
-            "model": config.model or DEFAULT_MODEL,
-            "instructions": config.instructions or "",
-            "output_modalities": self.modalities,
-            "max_output_tokens": config.max_output_tokens or "inf",
-            "tool_choice": "auto",
-            "tools": [],
-            "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": 24000},
-                    "transcription": (
-                        audio.input.transcription.model_dump()
-                        if audio and audio.input and audio.input.transcription
-                        else {"model": "whisper", "language": "en", "prompt": None}
+        transcription = audio.input.transcription if audio and audio.input else None
+        parley = config.parley
+        return events.SessionObject(
+            type="realtime",
+            id=self.session_id,
+            object="realtime.session",
+            model=config.model or DEFAULT_MODEL,
+            instructions=config.instructions or "",
+            output_modalities=self.modalities,
+            max_output_tokens=config.max_output_tokens or "inf",
+            tool_choice=tools.choice_object(config.tool_choice),  # type: ignore[arg-type]
+            tools=tools.session_object(config.tools),  # type: ignore[arg-type]
+            tracing=None,
+            truncation="auto",
+            prompt=None,
+            audio=rt.RealtimeAudioConfig(
+                input=rt.RealtimeAudioConfigInput(
+                    format=PCM_FORMAT,
+                    transcription=rt.AudioTranscription(
+                        model=(transcription.model if transcription else None) or "whisper",
+                        language="en",  # the bundled recogniser is English only
+                        prompt=None,
                     ),
-                    "noise_reduction": None,
-                    "turn_detection": turn_detection.model_dump() if turn_detection else None,
-                },
-                "output": {
-                    "format": {"type": "audio/pcm", "rate": 24000},
-                    "voice": self.voice,
-                    "speed": self.speed or 1.0,
-                },
-            },
-            "parley": {
+                    noise_reduction=None,
+                    turn_detection=_turn_detection_object(self.turn_detection),
+                ),
+                output=rt.RealtimeAudioConfigOutput(format=PCM_FORMAT, voice=self.voice, speed=self.speed or 1.0),
+            ),
+            parley={
                 "mode": self.mode,
-                "video_frames_per_second": config.parley.video_frames_per_second if config.parley else None,
-                "record": bool(config.parley and config.parley.record),
+                "video_frames_per_second": parley.video_frames_per_second if parley else None,
+                "record": bool(parley and parley.record),
+                "live_transcripts": bool(parley and parley.live_transcripts),
             },
-        }
+        )
+
+
+PCM_FORMAT = realtime_audio_formats.AudioPCM(type="audio/pcm", rate=24000)
+
+
+def _turn_detection_object(detection: TurnDetection | None) -> turn_detection.RealtimeAudioInputTurnDetection:
+    if detection is None:
+        return None
+    if detection.type == "semantic_vad":
+        return turn_detection.SemanticVad(
+            type="semantic_vad",
+            eagerness=detection.eagerness or "auto",
+            create_response=detection.create_response,
+            interrupt_response=detection.interrupt_response,
+        )
+    return turn_detection.ServerVad(
+        type="server_vad",
+        create_response=detection.create_response,
+        interrupt_response=detection.interrupt_response,
+        threshold=detection.threshold,
+        prefix_padding_ms=detection.prefix_padding_ms,
+        silence_duration_ms=detection.silence_duration_ms,
+        idle_timeout_ms=detection.idle_timeout_ms,
+    )

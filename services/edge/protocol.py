@@ -1,8 +1,11 @@
 """The client events of the OpenAI Realtime API (GA) that Parley accepts, as pydantic models.
 
 Parsing is strict: an unknown event type, an unknown field or a wrong value becomes an
-``error`` event naming what was wrong, never silence. Parley's own session settings live in one
-extra object, ``session.parley``.
+``error`` event naming what was wrong, never silence. Every field the API documents is accepted
+(tests/unit/test_edge_protocol.py checks them against the official SDK's types); the fields
+Parley has no use for (tracing, prompt, ...) are validated with the SDK's own types and reported
+with their effective value in ``session.updated`` (see the README). Parley's own session
+settings live in one extra object, ``session.parley``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ import binascii
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from openai.types.realtime import (
+    RealtimeReasoning,
+    RealtimeTracingConfig,
+    RealtimeTruncation,
+    realtime_audio_config_input,
+    realtime_tools_config_union,
+)
+from openai.types.responses.response_prompt import ResponsePrompt
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
 from services.common.limits import MAX_OUTPUT_TOKENS_API, MAX_SPEECH_SPEED, MIN_SPEECH_SPEED
+from services.edge import events
 
 # Audio in events is base64 PCM16 mono at 24 kHz, as in the OpenAI API.
 REALTIME_AUDIO_RATE = 24000
@@ -49,20 +61,27 @@ class TurnDetection(_Strict):
 
 class Transcription(_Strict):
     model: str | None = None
-    language: str | None = None
-    prompt: str | None = None
+    language: str | None = Field(None, max_length=16)
+    prompt: str | None = Field(None, max_length=2000)
+    delay: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    keywords: list[str] | None = Field(None, max_length=100)
+    languages: list[str] | None = Field(None, max_length=16)
 
 
 class AudioInput(_Strict):
     format: AudioFormat | None = None
     transcription: Transcription | None = None
     turn_detection: TurnDetection | None = None
-    noise_reduction: dict[str, Any] | None = None
+    noise_reduction: realtime_audio_config_input.NoiseReduction | None = None
+
+
+class VoiceId(_Strict):
+    id: str = Field(max_length=128)
 
 
 class AudioOutput(_Strict):
     format: AudioFormat | None = None
-    voice: str | None = None
+    voice: str | VoiceId | None = Field(None, max_length=128)
     speed: float | None = Field(None, ge=MIN_SPEECH_SPEED, le=MAX_SPEECH_SPEED)  # the TTS service's range
 
 
@@ -77,6 +96,29 @@ class ParleySettings(_Strict):
     mode: Literal["chat", "half_duplex", "full_duplex", "omni"] | None = None
     video_frames_per_second: float | None = Field(None, gt=0, le=5)
     record: bool | None = None
+    live_transcripts: bool | None = None  # parley.input_audio_transcription.partial events
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(None, max_length=4000)
+    parameters: dict[str, Any] | None = None
+
+
+class ToolChoiceFunction(_Strict):
+    type: Literal["function"]
+    name: str
+
+
+class ToolChoiceMcp(_Strict):
+    type: Literal["mcp"]
+    server_label: str
+    name: str | None = None
+
+
+Tool = Annotated[FunctionTool | realtime_tools_config_union.Mcp, Field(discriminator="type")]
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction | ToolChoiceMcp
 
 
 class SessionConfig(_Strict):
@@ -86,6 +128,16 @@ class SessionConfig(_Strict):
     output_modalities: list[Literal["audio", "text"]] | None = Field(None, min_length=1, max_length=1)
     audio: AudioConfig | None = None
     max_output_tokens: OutputTokens | None = None
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # Accepted and reported with the value in force (README, "Session fields"): Parley keeps no
+    # traces, prompts or reasoning settings, and its LLM service manages the context length.
+    tracing: RealtimeTracingConfig = None
+    truncation: RealtimeTruncation | None = None
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    prompt: ResponsePrompt | None = None
+    reasoning: RealtimeReasoning | None = None
     parley: ParleySettings | None = None
 
 
@@ -127,11 +179,12 @@ class InputAudioBufferClear(_ClientEvent):
 
 
 class ContentPart(_Strict):
-    type: Literal["input_text", "input_image", "input_audio", "text", "output_text"]
+    type: Literal["input_text", "input_image", "input_audio", "text", "output_text", "output_audio"]
     text: str | None = Field(None, max_length=16_000)
     image_url: str | None = Field(None, max_length=3_000_000)  # a data: URL
     audio: str | None = None
-    transcript: str | None = None
+    transcript: str | None = Field(None, max_length=16_000)
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class ConversationItem(_Strict):
@@ -143,10 +196,46 @@ class ConversationItem(_Strict):
     content: list[ContentPart] = Field(min_length=1, max_length=16)
 
 
+class FunctionCallItem(_Strict):
+    """An assistant's function call, added by the client (a conversation said elsewhere)."""
+
+    id: str | None = Field(None, max_length=128)
+    type: Literal["function_call"]
+    object: Literal["realtime.item"] | None = None
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    call_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=16_000)
+
+
+class FunctionCallOutputItem(_Strict):
+    """A function's result: what the client's code returned for a call."""
+
+    id: str | None = Field(None, max_length=128)
+    type: Literal["function_call_output"]
+    object: Literal["realtime.item"] | None = None
+    status: Literal["completed", "incomplete", "in_progress"] | None = None
+    call_id: str = Field(min_length=1, max_length=128)
+    output: str = Field(max_length=16_000)
+
+
+def _item_type(value: object) -> str:
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return kind if kind in ("function_call", "function_call_output") else "message"
+
+
+AnyItem = Annotated[
+    Annotated[ConversationItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    Discriminator(_item_type),
+]
+
+
 class ConversationItemCreate(_ClientEvent):
     type: Literal["conversation.item.create"]
     previous_item_id: str | None = None
-    item: ConversationItem
+    item: AnyItem
 
 
 class ConversationItemTruncate(_ClientEvent):
@@ -161,12 +250,33 @@ class ConversationItemDelete(_ClientEvent):
     item_id: str
 
 
+class ConversationItemRetrieve(_ClientEvent):
+    type: Literal["conversation.item.retrieve"]
+    item_id: str
+
+
+class ResponseAudioOutput(_Strict):
+    format: AudioFormat | None = None
+    voice: str | VoiceId | None = Field(None, max_length=128)
+
+
+class ResponseAudio(_Strict):
+    output: ResponseAudioOutput | None = None
+
+
 class ResponseParams(_Strict):
     instructions: str | None = Field(None, max_length=16_000)
-    output_modalities: list[Literal["audio", "text"]] | None = None
+    output_modalities: list[Literal["audio", "text"]] | None = Field(None, min_length=1, max_length=1)
     max_output_tokens: OutputTokens | None = None
-    conversation: Literal["auto", "none"] | None = None
-    metadata: dict[str, str] | None = None
+    conversation: str | None = Field(None, max_length=128)  # "auto", "none" or the conversation's id
+    input: list[ConversationItem] | None = Field(None, max_length=64)
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    audio: ResponseAudio | None = None
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    prompt: ResponsePrompt | None = None
+    reasoning: RealtimeReasoning | None = None
 
 
 class ResponseCreate(_ClientEvent):
@@ -191,6 +301,7 @@ ClientEvent = Annotated[
     | ConversationItemCreate
     | ConversationItemTruncate
     | ConversationItemDelete
+    | ConversationItemRetrieve
     | ResponseCreate
     | ResponseCancel
     | OutputAudioBufferClear,
@@ -210,19 +321,11 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code, self.message, self.event_id, self.param = code, message, event_id, param
 
-    def to_event(self, event_id: str) -> dict[str, Any]:
+    def to_event(self) -> BaseModel:
         """The server ``error`` event (OpenAI's shape)."""
-        return {
-            "type": "error",
-            "event_id": event_id,
-            "error": {
-                "type": "invalid_request_error",
-                "code": self.code,
-                "message": self.message,
-                "param": self.param,
-                "event_id": self.event_id,
-            },
-        }
+        return events.error(
+            self.code, self.message, kind="invalid_request_error", param=self.param, event_id=self.event_id
+        )
 
 
 def parse_client_event(raw: str | bytes, max_bytes: int = 4 * 1024 * 1024) -> ClientEvent:

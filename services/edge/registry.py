@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from openai.types.realtime import RealtimeErrorEvent
+
 from services.common.memory import FreedMemoryTrimmer
 from services.edge import events, metrics
 from services.edge.admission import Admission
@@ -59,7 +61,7 @@ class SessionRegistry:
             metrics.ACTIVE_SESSIONS.labels(transport=session.transport).dec()
             metrics.SESSION_SECONDS.observe(time.monotonic() - session.started_at)
 
-    async def close_all(self, reason: str, error: Event | None = None) -> None:
+    async def close_all(self, reason: str, error: RealtimeErrorEvent | None = None) -> None:
         """Close every session at once, each client told ``error`` first."""
 
         async def close(session: Session) -> None:

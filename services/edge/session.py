@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import io
 import json
 import logging
 import time
@@ -34,15 +32,17 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from openai.types import realtime as rt
 from parley.v1 import conversation_pb2, speech_pb2, vad_pb2
-from PIL import Image
 
-from services.edge import events, metrics, protocol
+from services.edge import events, items, metrics, protocol, tools
 from services.edge.admission import Admission
 from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResampler
-from services.edge.config import SessionState
+from services.edge.config import OPENAI_VOICES, SessionState
+from services.edge.conversation import Conversation
 from services.edge.echo import EchoGuard
-from services.edge.events import Event
+from services.edge.events import Event, ServerEvent
+from services.edge.items import PendingInput, UserInput
 from services.edge.models import ModelServices, ServiceFailure
 from services.edge.protocol import ProtocolError
 from services.edge.recording import SessionRecorder, start_recording
@@ -60,7 +60,6 @@ _MODES = {
     "omni": conversation_pb2.CONVERSATION_MODE_OMNI,
 }
 _MIN_COMMIT_MS = 100
-_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def _ms(samples: int) -> int:
@@ -86,14 +85,13 @@ class Session:
         self.admitted = admission is None
         self._send = send
         self.state = SessionState(session_id, settings, model)
+        self.conversation = Conversation(events.new_id("conv"))  # the session's one conversation
         self.output: AudioOutput | None = None  # set by the transport before start()
         self._input = InputAudio(settings.max_input_buffer_seconds)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=2000)  # (input total, monotonic time)
         self._resampler_24k = PcmResampler(24000, INPUT_RATE)
         self._commit_offset = 0
-        self._pending: list[tuple[str, Any]] = []  # user input waiting for response.create
-        self._pending_size = {"audio": 0, "text": 0, "image": 0}  # samples, characters, pictures
-        self._pending_audio_item: str | None = None
+        self._pending = PendingInput()  # user input waiting for response.create
         self._last_item_id: str | None = None
         self._user_turn: Turn | None = None  # a turn whose user is still speaking
         self._held_turn: Turn | None = None  # begun at a tentative pause, waiting for the turn's end
@@ -101,6 +99,7 @@ class Session:
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._held_end = 0
         self._started_response: str | None = None  # the response output_audio_buffer.started was sent for
+        self._last_played: tuple[str, str] | None = None  # (response id, item id) of the audio last in the output
         self._response_turn: Turn | None = None  # the turn producing the current response
         self._listening = True
         self._vad: VadStream | None = None
@@ -135,7 +134,7 @@ class Session:
             self._apply_recording()  # first, so that the recording has every event
         except ProtocolError as error:
             refused = error
-        self.emit({"type": "session.created", "session": self.state.to_event_object()})
+        self.emit(events.make(rt.SessionCreatedEvent, session=self.state.to_event_object()))
         if refused is not None:
             self._client_error(refused)
         self.spawn(self._watchdog())
@@ -163,18 +162,16 @@ class Session:
         self.admitted = True
         if self._queued:
             waited = round(time.monotonic() - asked, 1)
-            self.emit({"type": "parley.queue.admitted", "waited_seconds": waited})
+            self.emit(events.make(events.QueueAdmitted, waited_seconds=waited))
         self._last_activity = time.monotonic()
         self._restart_vad()
 
     def queue_update(self, position: int, length: int, eta_seconds: float) -> None:
         """Admission: this session waits in line."""
         self._queued = True
-        self.emit(
-            {"type": "parley.queue.updated", "position": position, "queue_length": length, "eta_seconds": eta_seconds}
-        )
+        self.emit(events.make(events.QueueUpdated, position=position, queue_length=length, eta_seconds=eta_seconds))
 
-    async def close(self, reason: str = "closed", error: Event | None = None) -> None:
+    async def close(self, reason: str = "closed", error: rt.RealtimeErrorEvent | None = None) -> None:
         """End the session: cancel its calls and free what the LLM service holds for it.
 
         ``error`` (an error event) tells the client why first; a reply under way ends with its
@@ -215,19 +212,21 @@ class Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def emit(self, event: Event) -> None:
-        if self.closed.is_set() and event.get("type") != "error":
+    def emit(self, event: ServerEvent) -> None:
+        if self.closed.is_set() and not isinstance(event, rt.RealtimeErrorEvent):
             return
-        self._deliver({"event_id": events.new_id("event"), **event})
+        self._deliver(event)
 
-    def _deliver(self, event: Event) -> None:
+    def _deliver(self, event: ServerEvent) -> None:
+        self.conversation.record(event)
+        wire: Event = events.to_wire(event)
         if self._recorder is not None:
-            self._recorder.event("server", event)
-        self._send(event)
+            self._recorder.event("server", wire)
+        self._send(wire)
 
     def _client_error(self, error: ProtocolError) -> None:
         metrics.CLIENT_ERRORS.labels(code=error.code).inc()
-        self._deliver(error.to_event(events.new_id("event")))
+        self._deliver(error.to_event())
 
     async def _watchdog(self) -> None:
         """Close the session after the idle timeout or at its maximum length."""
@@ -244,9 +243,7 @@ class Session:
                     if idle_left <= 0
                     else ("session_expired", f"The session reached its maximum length of {longest:.0f} s.")
                 )
-                self._deliver(
-                    {"event_id": events.new_id("event"), **events.error(code, message, kind="invalid_request_error")}
-                )
+                self._deliver(events.error(code, message, kind="invalid_request_error"))
                 await self.close(code)
                 return
             await asyncio.sleep(min(idle_left, length_left, 5.0))
@@ -310,11 +307,11 @@ class Session:
             if self._user_turn is not None:
                 await cancel_and_wait(self._user_turn)
                 self._user_turn = None
-            self.emit({"type": "input_audio_buffer.cleared"})
+            self.emit(events.make(rt.InputAudioBufferClearedEvent))
         elif isinstance(event, protocol.ConversationItemCreate):
             await self._create_item(event)
         elif isinstance(event, protocol.ResponseCreate):
-            self._create_response(event)
+            await self._create_response(event)
         elif isinstance(event, protocol.ResponseCancel):
             turn = self._response_turn
             if turn is None or (event.response_id and event.response_id != turn.response_id):
@@ -322,11 +319,21 @@ class Session:
             turn.cancel()
         elif isinstance(event, protocol.ConversationItemTruncate):
             self._truncate_item(event)
+        elif isinstance(event, protocol.ConversationItemDelete):
+            await self._delete_item(event)
+        elif isinstance(event, protocol.ConversationItemRetrieve):
+            item = self.conversation.get(event.item_id)
+            if item is None:
+                raise ProtocolError(
+                    "item_not_found", f"no item {event.item_id!r} in the conversation", event_id, "item_id"
+                )
+            self.emit(events.make(events.ConversationItemRetrieved, item=item))
         elif isinstance(event, protocol.OutputAudioBufferClear):
             assert self.output is not None
             self.output.clear()
-            turn = self._response_turn
-            self.emit({"type": "output_audio_buffer.cleared", "response_id": turn.response_id if turn else None})
+            response_id = self._playing_response_id()
+            if response_id is not None:  # nothing was ever played: there is nothing to clear
+                self.emit(events.make(events.OutputAudioBufferCleared, response_id=response_id))
         else:
             raise ProtocolError(
                 "unsupported_event", f"{event.type} is not supported by this server yet", event_id, "type"
@@ -339,16 +346,20 @@ class Session:
         if (update.get("parley") or {}).get("record") and self._settings.record_dir is None:
             raise _no_recording(event.event_id)
         self._check_output_tokens(new_config.max_output_tokens, event.event_id, "session.max_output_tokens")
-        voice = new_config.audio.output.voice if new_config.audio and new_config.audio.output else None
-        if voice and voice != self.state.voice:
-            await self._check_voice(voice, event.event_id)
+        session_tools = tools.for_turn(tools.check(new_config.tools or [], event.event_id, "session.tools"))
+        tools.check_choice(session_tools, tools.choice_for_turn(new_config.tool_choice), event.event_id)
+        asked, before_asked = _asked_voice(new_config), _asked_voice(self.state.config)
+        tts_voice = self.state.tts_voice
+        if asked != before_asked:
+            tts_voice = await self._tts_voice(asked, event.event_id, "session.audio.output.voice") if asked else ""
         self.state.config = new_config
+        self.state.tts_voice = tts_voice
         if self.state.turn_detection != before:
             self._restart_vad()
         fps = new_config.parley.video_frames_per_second if new_config.parley else None
         self.camera.frames_per_second = fps or 1.0
         self._apply_recording(event_id=event.event_id)
-        self.emit({"type": "session.updated", "session": self.state.to_event_object()})
+        self.emit(events.make(rt.SessionUpdatedEvent, session=self.state.to_event_object()))
 
     def _check_output_tokens(self, value: int | str | None, event_id: str | None, param: str) -> None:
         """A reply length the session's LLM replica allows (the API's 1-4096 is checked in parsing)."""
@@ -361,20 +372,27 @@ class Session:
                 param,
             )
 
-    async def _check_voice(self, voice: str, event_id: str | None) -> None:
+    async def _tts_voice(self, voice: str, event_id: str | None, param: str) -> str:
+        """The TTS voice for the voice a client named: one of the TTS service's, or one of OpenAI's
+        names, which map to ``--openai-voice`` (empty: the default voice)."""
         try:
             reply = await self._services.tts.ListVoices(speech_pb2.ListVoicesRequest(), timeout=3)
         except grpc.aio.AioRpcError as exc:
             failure = ServiceFailure("tts", exc)
             raise ProtocolError(failure.client_code, failure.client_message, event_id) from None
         names = [v.name for v in reply.voices]
-        if voice not in names:
-            raise ProtocolError(
-                "invalid_value",
-                f"unknown voice {voice!r}; available: {', '.join(names)}",
-                event_id,
-                "session.audio.output.voice",
-            )
+        if voice in names:
+            return voice
+        if voice in OPENAI_VOICES:
+            return self._settings.openai_voice
+        raise ProtocolError(
+            "invalid_value",
+            f"unknown voice {voice!r}; available: {', '.join(names)}, or one of OpenAI's "
+            f"({', '.join(sorted(OPENAI_VOICES))}), which this server speaks as "
+            f"{self._settings.openai_voice or reply.default_voice!r}",
+            event_id,
+            param,
+        )
 
     def _commit(self, event_id: str | None) -> None:
         self._require_admitted(event_id)
@@ -395,95 +413,106 @@ class Session:
                 f"{_ms(len(audio) // 2)} ms",
                 event_id,
             )
-        self._hold_pending([("audio", audio)], event_id)
-        self._commit_offset = self._input.total
         item_id = events.new_id("item")
-        self._pending_audio_item = item_id
-        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
-        self._add_user_item(item_id, [{"type": "input_audio", "transcript": None}])
+        self._pending.hold([UserInput(item_id, "audio", audio)], self._services.limits, event_id)
+        self._commit_offset = self._input.total
+        self.emit(events.make(rt.InputAudioBufferCommittedEvent, previous_item_id=self._last_item_id, item_id=item_id))
+        self._add_user_item(item_id, [events.UserContent(type="input_audio", transcript=None)])
 
-    def _add_user_item(self, item_id: str, content: list[dict[str, Any]]) -> None:
+    def _add_user_item(self, item_id: str, content: list[events.UserContent]) -> None:
         item = events.user_item(item_id, content)
-        self.emit({"type": "conversation.item.added", "previous_item_id": self._last_item_id, "item": item})
-        self.emit({"type": "conversation.item.done", "previous_item_id": self._last_item_id, "item": item})
+        self.emit(events.make(rt.ConversationItemAdded, previous_item_id=self._last_item_id, item=item))
+        self.emit(events.make(rt.ConversationItemDone, previous_item_id=self._last_item_id, item=item))
         self._last_item_id = item_id
 
     async def _create_item(self, event: protocol.ConversationItemCreate) -> None:
         item = event.item
-        if item.role != "user":
-            raise ProtocolError(
-                "unsupported_item", "only user messages can be added to the conversation", event.event_id, "item.role"
-            )
-        inputs: list[tuple[str, Any]] = []
-        content: list[dict[str, Any]] = []
-        for index, part in enumerate(item.content):
-            if part.type in ("input_text", "text"):
-                if not part.text:
-                    raise ProtocolError(
-                        "invalid_value", "an input_text part needs text", event.event_id, f"item.content.{index}.text"
-                    )
-                inputs.append(("text", part.text))
-                content.append({"type": "input_text", "text": part.text})
-            elif part.type == "input_image":
-                jpeg = await asyncio.to_thread(_image_to_jpeg, part.image_url or "", event.event_id, index)
-                inputs.append(("image", jpeg))
-                content.append({"type": "input_image", "image_url": None, "detail": "auto"})
-            elif part.type == "input_audio":
-                # Refused before the work of decoding and resampling when it cannot fit anyway.
-                samples = len(part.audio or "") * 3 // 4 // 2 * INPUT_RATE // 24000
-                self._check_pending_room({"audio": samples}, event.event_id)
-                try:
-                    pcm = base64.b64decode(part.audio or "", validate=True)
-                except (binascii.Error, ValueError):
-                    raise ProtocolError(
-                        "invalid_value",
-                        "input_audio is not valid base64",
-                        event.event_id,
-                        f"item.content.{index}.audio",
-                    ) from None
-                inputs.append(("audio", PcmResampler(24000, INPUT_RATE).convert(pcm[: len(pcm) // 2 * 2])))
-                content.append({"type": "input_audio", "transcript": None})
-            else:
-                raise ProtocolError(
-                    "invalid_value",
-                    f"a user message cannot hold {part.type!r} parts",
-                    event.event_id,
-                    f"item.content.{index}.type",
-                )
         item_id = item.id or events.new_id("item")
-        self._hold_pending(inputs, event.event_id)
-        if any(kind == "audio" for kind, _ in inputs):
-            self._pending_audio_item = item_id
+        if item_id in self.conversation or item_id in self._pending.item_ids:
+            raise ProtocolError(
+                "item_exists", f"the conversation has an item {item_id!r} already", event.event_id, "item.id"
+            )
+        if not isinstance(item, protocol.ConversationItem) or item.role != "user":
+            await self._add_message(item, item_id, event)
+            return
+        if event.previous_item_id not in (None, self._last_item_id):
+            raise ProtocolError(
+                "invalid_value",
+                "a user message goes at the end of the conversation (previous_item_id: the newest item, or none)",
+                event.event_id,
+                "previous_item_id",
+            )
+
+        def check_audio_room(samples: int) -> None:
+            self._pending.check_room({"audio": samples}, self._services.limits, event.event_id)
+
+        inputs, content = await items.user_content(item, item_id, event.event_id, check_audio_room)
+        self._pending.hold(inputs, self._services.limits, event.event_id)
         self._add_user_item(item_id, content)
 
-    def _hold_pending(self, inputs: list[tuple[str, Any]], event_id: str | None) -> None:
-        """Keep user input for the next response, within what one LLM turn may carry (the
-        replica's limits): a client piling up items gets an error, not the edge's memory."""
-        added = {"audio": 0, "text": 0, "image": 0}
-        for kind, value in inputs:
-            added[kind] += len(value) // 2 if kind == "audio" else len(value) if kind == "text" else 1
-        self._check_pending_room(added, event_id)
-        self._pending.extend(inputs)
-        for kind, size in added.items():
-            self._pending_size[kind] += size
-
-    def _check_pending_room(self, added: dict[str, int], event_id: str | None) -> None:
-        """ProtocolError if ``added`` (samples, characters, images) would not fit beside what waits."""
-        limits = self._services.limits
-        caps = {
-            "audio": (int(limits.audio_seconds * INPUT_RATE), f"{limits.audio_seconds:g} s of audio"),
-            "text": (limits.text_chars, f"{limits.text_chars} characters of text"),
-            "image": (limits.images, f"{limits.images} images"),
-        }
-        for kind, amount in added.items():
-            cap, what = caps[kind]
-            if amount and self._pending_size[kind] + amount > cap:
+    async def _add_message(
+        self,
+        item: protocol.ConversationItem | protocol.FunctionCallItem | protocol.FunctionCallOutputItem,
+        item_id: str,
+        event: protocol.ConversationItemCreate,
+    ) -> None:
+        """An assistant or system message, a function call or a function's result: into the LLM's
+        history now, after the user's text that waits for a response (which goes in first, so
+        the order is the client's)."""
+        self._require_admitted(event.event_id)
+        message, added = items.history_message(item, item_id, event.event_id)
+        after = event.previous_item_id or ""
+        if after == self._last_item_id:
+            after = ""  # at the end
+        messages = [message]
+        if self._pending and not after:
+            if not self._pending.texts_only():
                 raise ProtocolError(
-                    "pending_input_limit",
-                    f"the input waiting for a response would exceed {what}, the most one response can take; "
-                    "send response.create (or input_audio_buffer.clear) first",
-                    event_id,
+                    "unsupported_item",
+                    "this item can follow typed user messages, not audio or images waiting for a response: "
+                    "ask for the response first",
+                    event.event_id,
                 )
+            waiting = [
+                conversation_pb2.HistoryMessage(item_id=i.item_id, role=_ROLES["user"], text=str(i.value))
+                for i in self._pending.take()
+            ]
+            messages = [*waiting, *messages]
+        assert self._services.llm is not None  # admitted
+        try:
+            await self._services.llm.AddMessages(
+                conversation_pb2.AddMessagesRequest(session_id=self.session_id, messages=messages, after_item_id=after),
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise ProtocolError(
+                    "item_not_found", f"no item {after!r} to add the message after", event.event_id, "previous_item_id"
+                ) from None
+            failure = ServiceFailure("llm", exc)
+            raise ProtocolError(failure.client_code, failure.client_message, event.event_id) from None
+        previous = event.previous_item_id or self._last_item_id
+        self.emit(events.make(rt.ConversationItemAdded, previous_item_id=previous, item=added))
+        self.emit(events.make(rt.ConversationItemDone, previous_item_id=previous, item=added))
+        if not after:
+            self._last_item_id = item_id
+
+    async def _delete_item(self, event: protocol.ConversationItemDelete) -> None:
+        """Remove an item: from what waits for a response, or from the LLM's history."""
+        item_id = event.item_id
+        waiting = self._pending.remove(item_id)
+        if not waiting and item_id not in self.conversation:
+            raise ProtocolError("item_not_found", f"no item {item_id!r} in the conversation", event.event_id, "item_id")
+        if not waiting and self.admitted and self._services.llm is not None:
+            try:
+                await self._services.llm.DeleteMessage(
+                    conversation_pb2.DeleteMessageRequest(session_id=self.session_id, item_id=item_id), timeout=5
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:  # not in the history (a reply never kept): gone already
+                    failure = ServiceFailure("llm", exc)
+                    raise ProtocolError(failure.client_code, failure.client_message, event.event_id) from None
+        self.emit(events.make(rt.ConversationItemDeletedEvent, item_id=item_id))
 
     # Responses.
 
@@ -502,8 +531,12 @@ class Session:
             user_item_id=user_item_id,
             respond_at_once=respond_at_once,
             transcribe_only=transcribe_only,
+            conversation_id=self.conversation.id,
+            live_transcripts=bool(self.state.config.parley and self.state.config.parley.live_transcripts),
             first_spoken_chars=self._settings.first_spoken_chars,
             stall_seconds=self._settings.service_stall_seconds,
+            tools=tools.for_turn(self.state.config.tools),
+            tool_choice=tools.choice_for_turn(self.state.config.tool_choice),
         )
 
     def _new_turn(self, options: TurnOptions) -> Turn:
@@ -519,7 +552,7 @@ class Session:
                 event_id,
             )
 
-    def _create_response(self, event: protocol.ResponseCreate) -> None:
+    async def _create_response(self, event: protocol.ResponseCreate) -> None:
         self._require_admitted(event.event_id)
         if self._response_turn is not None:
             raise ProtocolError(
@@ -527,33 +560,111 @@ class Session:
                 f"response {self._response_turn.response_id} is still in progress; cancel it or wait for response.done",
                 event.event_id,
             )
-        if not self._pending:
+        params = event.response or protocol.ResponseParams.model_validate({})
+        if params.conversation == "none":
+            await self._respond_out_of_band(event, params)
+            return
+        continues = not self._pending and self.conversation.last_is_function_result()
+        if not self._pending and not continues:
             raise ProtocolError(
                 "nothing_to_respond_to",
-                "add a user message (conversation.item.create) or commit audio before response.create",
+                "add a user message (conversation.item.create), commit audio or give a function's result "
+                "(a function_call_output item) before response.create",
                 event.event_id,
             )
-        params = event.response
-        if params is not None:
-            self._check_output_tokens(params.max_output_tokens, event.event_id, "response.max_output_tokens")
-        options = self._options(self._pending_audio_item, respond_at_once=True)
-        if params is not None and params.output_modalities:
-            options.modalities = list(params.output_modalities)
-        if params is not None and isinstance(params.max_output_tokens, int):
-            options.max_output_tokens = params.max_output_tokens
+        if params.input is not None:
+            raise ProtocolError(
+                "unsupported_value",
+                'a response\'s own input is for out-of-band responses (conversation: "none")',
+                event.event_id,
+                "response.input",
+            )
+        if params.conversation not in (None, "auto", self.conversation.id):
+            raise ProtocolError(
+                "invalid_value",
+                f"conversation must be 'auto' or this session's {self.conversation.id!r}",
+                event.event_id,
+                "response.conversation",
+            )
+        options = await self._response_options(event, params, self._pending.audio_item)
+        options.user_item_ids = self._pending.item_ids
         turn = self._new_turn(options)
-        for kind, value in self._pending:
-            if kind == "audio":
-                turn.send_audio(value)
-            elif kind == "text":
-                turn.send_text(value)
-            else:
-                turn.send_image(value)
-        self._pending.clear()
-        self._pending_size = dict.fromkeys(self._pending_size, 0)
-        self._pending_audio_item = None
+        _send_inputs(turn, self._pending.take())
         turn.end_input()
         self._start_response(turn)
+
+    async def _response_options(
+        self, event: protocol.ResponseCreate, params: protocol.ResponseParams, audio_item: str | None
+    ) -> TurnOptions:
+        """A response's options: the session's, with what response.create sets for it alone."""
+        self._check_output_tokens(params.max_output_tokens, event.event_id, "response.max_output_tokens")
+        options = self._options(audio_item, respond_at_once=True)
+        options.metadata = params.metadata
+        if params.tools is not None:
+            options.tools = tools.for_turn(tools.check(params.tools, event.event_id, "response.tools"))
+        if params.tool_choice is not None:
+            options.tool_choice = tools.choice_for_turn(params.tool_choice)
+        tools.check_choice(options.tools, options.tool_choice, event.event_id)
+        if params.instructions is not None:
+            options.instructions = params.instructions
+        if params.output_modalities:
+            options.modalities = list(params.output_modalities)
+        if isinstance(params.max_output_tokens, int):
+            options.max_output_tokens = params.max_output_tokens
+        voice = params.audio.output.voice if params.audio and params.audio.output else None
+        if voice is not None:
+            name = voice.id if isinstance(voice, protocol.VoiceId) else voice
+            options.voice = (
+                await self._tts_voice(name, event.event_id, "response.audio.output.voice") or self.state.voice
+            )
+        return options
+
+    async def _respond_out_of_band(self, event: protocol.ResponseCreate, params: protocol.ResponseParams) -> None:
+        """response.create with conversation "none": answered from its own input items alone,
+        and nothing of it (input or reply) goes into the conversation."""
+        if not params.input:
+            raise ProtocolError(
+                "invalid_value",
+                'an out-of-band response (conversation: "none") answers its own input: give response.input',
+                event.event_id,
+                "response.input",
+            )
+        context, inputs = await self._out_of_band_input(params.input, event.event_id)
+        options = await self._response_options(event, params, None)
+        options.conversation_id = None
+        options.out_of_band = True
+        turn = self._new_turn(options)
+        for message in context:
+            turn.send_context(message)
+        _send_inputs(turn, inputs)
+        turn.end_input()
+        self._start_response(turn)
+
+    async def _out_of_band_input(
+        self, input_items: list[protocol.ConversationItem], event_id: str | None
+    ) -> tuple[list[conversation_pb2.HistoryMessage], list[UserInput]]:
+        """An out-of-band response's items: the last user message is the turn's input, the
+        messages before it its context."""
+        last_user = max((i for i, item in enumerate(input_items) if item.role == "user"), default=None)
+        if last_user is None:
+            raise ProtocolError(
+                "invalid_value", "response.input needs a user message to answer", event_id, "response.input"
+            )
+        context = []
+        for item in input_items[:last_user]:
+            if item.role == "user":
+                text = "\n".join(p.text or "" for p in item.content if p.type in ("input_text", "text"))
+            else:
+                text = items.message_text(item, event_id)
+            context.append(conversation_pb2.HistoryMessage(role=_ROLES[item.role], text=text))
+        room = PendingInput()  # the same limits as a response's waiting input
+
+        def check_audio_room(samples: int) -> None:
+            room.check_room({"audio": samples}, self._services.limits, event_id)
+
+        inputs, _ = await items.user_content(input_items[last_user], events.new_id("item"), event_id, check_audio_room)
+        room.hold(inputs, self._services.limits, event_id)
+        return context, inputs
 
     def _start_response(self, turn: Turn) -> None:
         self._response_turn = turn
@@ -561,7 +672,8 @@ class Session:
         self._replies[turn.item_id] = turn
         while len(self._replies) > 32:
             del self._replies[next(iter(self._replies))]
-        self._last_item_id = turn.item_id
+        if not turn.options.out_of_band:
+            self._last_item_id = turn.item_id
         self.spawn(self._follow(turn))
 
     async def _follow(self, turn: Turn) -> None:
@@ -588,7 +700,7 @@ class Session:
                 self._speaking = None
                 self._echo_tail_until = time.monotonic() + self._echo.max_delay
             if self.transport == "webrtc" and turn.heard is None:
-                self.emit({"type": "output_audio_buffer.stopped", "response_id": turn.response_id})
+                self.emit(events.make(events.OutputAudioBufferStopped, response_id=turn.response_id))
             if self._settings.echo_guard_ms and self.state.mode == "half_duplex":
                 await asyncio.sleep(self._settings.echo_guard_ms / 1000)  # the guard is a duration, not a race
         elif self._speaking is turn:
@@ -596,29 +708,37 @@ class Session:
         if self._response_turn is None and self._user_turn is None:
             self._listening = True
 
+    def _playing_response_id(self) -> str | None:
+        """The response whose audio is in the output now (or was last)."""
+        turn = self._speaking or self._response_turn
+        if turn is not None:
+            self._last_played = (turn.response_id, turn.item_id)
+        return self._last_played[0] if self._last_played else None
+
     def send_audio_delta(self, pcm16: bytes) -> None:
         """Assistant audio as a ``response.output_audio.delta`` event (WebSocket transport)."""
-        turn = self._response_turn
+        if self._playing_response_id() is None or self._last_played is None:
+            return  # audio comes from a reply, so this does not happen
+        response_id, item_id = self._last_played
         self.emit(
-            {
-                "type": "response.output_audio.delta",
-                "response_id": turn.response_id if turn else None,
-                "item_id": turn.item_id if turn else None,
-                "output_index": 0,
-                "content_index": 0,
-                "delta": base64.b64encode(pcm16).decode("ascii"),
-            }
+            events.make(
+                rt.ResponseAudioDeltaEvent,
+                response_id=response_id,
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                delta=base64.b64encode(pcm16).decode("ascii"),
+            )
         )
 
     def on_output_started(self) -> None:
         """The outgoing track began playing (WebRTC): once a response, though the track may run
         dry between pieces of speech."""
-        turn = self._response_turn
-        response_id = turn.response_id if turn else None
-        if response_id is not None and response_id == self._started_response:
+        response_id = self._playing_response_id()
+        if response_id is None or response_id == self._started_response:
             return
         self._started_response = response_id
-        self.emit({"type": "output_audio_buffer.started", "response_id": response_id})
+        self.emit(events.make(events.OutputAudioBufferStarted, response_id=response_id))
 
     # Recording.
 
@@ -742,7 +862,7 @@ class Session:
         """The user started speaking at ``start``: tell the client and open their turn."""
         self._last_activity = now
         item_id = events.new_id("item")
-        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(start), "item_id": item_id})
+        self.emit(events.make(rt.InputAudioBufferSpeechStartedEvent, audio_start_ms=_ms(start), item_id=item_id))
         self._user_turn = self._open_voice_turn(item_id, start)
 
     def _open_voice_turn(self, item_id: str, start: int, replaces: str = "") -> Turn:
@@ -920,8 +1040,8 @@ class Session:
         if turn is not None:
             turn.discard()
             item_id = turn.options.user_item_id
-            self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
-            self.emit({"type": "input_audio_buffer.cleared"})
+            self.emit(events.make(rt.InputAudioBufferSpeechStoppedEvent, audio_end_ms=_ms(end), item_id=item_id))
+            self.emit(events.make(rt.InputAudioBufferClearedEvent))
         metrics.FALSE_INTERRUPTIONS.inc()
         log.info("false interruption", extra={"session": self.session_id, "end": end})
 
@@ -938,22 +1058,22 @@ class Session:
             metrics.BARGE_INS.inc()
             log.info("barge-in", extra={"session": self.session_id, "turn": interrupted.turn_id})
 
-    def _stop_reply(self, turn: Turn, heard_samples: int, reason: str) -> None:
+    def _stop_reply(self, turn: Turn, heard_samples: int, reason: events.CancelReason) -> None:
         """Cut ``turn``'s reply to its first ``heard_samples`` of audio: cancel it if it still
         runs, tell the client, and have the LLM keep only the heard part."""
         assert self.output is not None
         text = turn.truncate(heard_samples)
         turn.cancel(reason)
-        if self.transport == "webrtc" and self._speaking is turn:
-            self.emit({"type": "output_audio_buffer.cleared", "response_id": turn.response_id})
+        if self.transport == "webrtc" and self._speaking is turn:  # the API's buffer events are WebRTC's
+            self.emit(events.make(events.OutputAudioBufferCleared, response_id=turn.response_id))
         self.emit(
-            {
-                "type": "conversation.item.truncated",
-                "item_id": turn.item_id,
-                "content_index": 0,
-                "audio_end_ms": heard_samples * 1000 // self.output.sample_rate,
-                "parley": {"transcript": text},
-            }
+            events.make(
+                events.ConversationItemTruncated,
+                item_id=turn.item_id,
+                content_index=0,
+                audio_end_ms=heard_samples * 1000 // self.output.sample_rate,
+                parley={"transcript": text},
+            )
         )
         if self._user_turn is not None:
             self._user_turn.send_cut(turn.turn_id, text)
@@ -969,17 +1089,12 @@ class Session:
             )
         if event.content_index != 0:
             raise ProtocolError("invalid_value", "content_index must be 0", event.event_id, "content_index")
-        audio_ms = turn.audio_samples * 1000 // self.output.sample_rate
-        if event.audio_end_ms > audio_ms:
-            raise ProtocolError(
-                "invalid_value",
-                f"audio_end_ms {event.audio_end_ms} is beyond the item's {audio_ms} ms of audio",
-                event.event_id,
-                "audio_end_ms",
-            )
+        # A client's playback position may run a little past the audio (its own rounding, a
+        # clock): the cut is at most the whole item.
+        samples = min(event.audio_end_ms * self.output.sample_rate // 1000, turn.audio_samples)
         if self._speaking is turn:
             self.output.clear()
-        self._stop_reply(turn, event.audio_end_ms * self.output.sample_rate // 1000, "client_cancelled")
+        self._stop_reply(turn, samples, "client_cancelled")
         if self._user_turn is None:  # no turn to carry the cut: tell the LLM directly
             self._cut = None
             self.spawn(self._truncate_in_llm(turn))
@@ -1015,41 +1130,18 @@ class Session:
         if self.state.mode == "half_duplex":
             self._listening = False
         self._cut = None  # carried by this turn (or by the turn it replaced)
-        self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item_id})
-        self.emit({"type": "input_audio_buffer.committed", "previous_item_id": self._last_item_id, "item_id": item_id})
+        self.emit(events.make(rt.InputAudioBufferSpeechStoppedEvent, audio_end_ms=_ms(end), item_id=item_id))
+        self.emit(events.make(rt.InputAudioBufferCommittedEvent, previous_item_id=self._last_item_id, item_id=item_id))
         self._commit_offset = self._input.total
-        self._add_user_item(item_id, [{"type": "input_audio", "transcript": None}])
+        self._add_user_item(item_id, [events.UserContent(type="input_audio", transcript=None)])
+        turn.user_item_committed()
         self._start_response(turn)
 
 
-def _image_to_jpeg(data_url: str, event_id: str | None, index: int) -> bytes:
-    """A data URL's image as JPEG bytes (JPEGs pass through), or ProtocolError."""
-    param = f"item.content.{index}.image_url"
-    header, _, payload = data_url.partition(",")
-    if not header.startswith("data:image/") or ";base64" not in header:
-        raise ProtocolError(
-            "invalid_value", "image_url must be a base64 data URL (data:image/...;base64,...)", event_id, param
-        )
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("invalid_value", "image_url holds invalid base64", event_id, param) from None
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > _MAX_IMAGE_PIXELS:
-                raise ProtocolError(
-                    "invalid_value", f"image of {image.width}x{image.height} is too large", event_id, param
-                )
-            if image.format == "JPEG":
-                image.load()
-                return data
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="JPEG", quality=90)
-            return out.getvalue()
-    except ProtocolError:
-        raise
-    except Exception as exc:
-        raise ProtocolError("invalid_value", f"image_url is not a readable image ({exc})", event_id, param) from None
+def _asked_voice(config: protocol.SessionConfig) -> str | None:
+    """The voice a session config names (a name, or an object with an id)."""
+    voice = config.audio.output.voice if config.audio and config.audio.output else None
+    return voice.id if isinstance(voice, protocol.VoiceId) else voice
 
 
 def _no_recording(event_id: str | None) -> ProtocolError:
@@ -1071,3 +1163,20 @@ def _as_logged(raw: str | bytes) -> dict[str, Any]:
         return parsed
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return {"unparsed": text[:2000]}
+
+
+_ROLES = {
+    "user": conversation_pb2.MESSAGE_ROLE_USER,
+    "assistant": conversation_pb2.MESSAGE_ROLE_ASSISTANT,
+    "system": conversation_pb2.MESSAGE_ROLE_SYSTEM,
+}
+
+
+def _send_inputs(turn: Turn, inputs: list[UserInput]) -> None:
+    for piece in inputs:
+        if isinstance(piece.value, str):
+            turn.send_text(piece.value)
+        elif piece.kind == "audio":
+            turn.send_audio(piece.value)
+        else:
+            turn.send_image(piece.value)

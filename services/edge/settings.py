@@ -117,6 +117,11 @@ class EdgeSettings(ProcessSettings):
         "half_duplex", description="Mode of a session that does not choose one (session.parley.mode)."
     )
     voice: str = Field("", description="TTS voice for sessions that name none (empty: the TTS service's default).")
+    openai_voice: str = Field(
+        "",
+        description="TTS voice that OpenAI's voice names (alloy, marin, ...) stand for, so clients written for "
+        "OpenAI work unchanged (empty: the voice sessions get when they name none).",
+    )
     record_dir: Path | None = Field(
         None,
         description="Folder for session recordings (metadata, events, both voices, omni pictures). Without it "

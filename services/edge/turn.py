@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from openai.types import realtime as rt
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
 from services.edge import events, metrics
 from services.edge.audio import AudioOutput
-from services.edge.events import Event
+from services.edge.events import ServerEvent
 from services.edge.models import ModelServices, ServiceFailure
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class TurnTimings:
 class TurnOptions:
     session_id: str
     mode: int  # conversation_pb2.ConversationMode
-    modalities: list[str]
+    modalities: list[events.Modality]
     voice: str
     speed: float | None
     system_prompt: str | None
@@ -72,6 +73,14 @@ class TurnOptions:
     respond_at_once: bool  # announce the response now (response.create), not when words are heard
     transcribe_only: bool = False  # add the user's words to the history without a reply
     replaces_turn_id: str = ""  # a turn begun at a tentative pause that this one replaces
+    conversation_id: str | None = None  # None: an out-of-band response (conversation "none")
+    metadata: dict[str, str] | None = None  # the client's, echoed in the response object
+    live_transcripts: bool = False  # parley.input_audio_transcription.partial while the user speaks
+    instructions: str | None = None  # this response's system prompt (response.create's instructions)
+    out_of_band: bool = False  # answered from its own input; nothing of it goes into the history
+    user_item_ids: list[str] = field(default_factory=list)  # the client's items this turn's input merges
+    tools: list[conversation_pb2.Tool] = field(default_factory=list)  # functions the model may call
+    tool_choice: conversation_pb2.ToolChoice | None = None
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
@@ -85,7 +94,7 @@ class Turn:
         services: ModelServices,
         options: TurnOptions,
         output: AudioOutput,
-        emit: Callable[[Event], None],
+        emit: Callable[[ServerEvent], None],
         previous_item_id: str | None,
     ) -> None:
         self._services = services
@@ -102,12 +111,20 @@ class Turn:
         self._tts_call: Any = None
         self._tts_reader: asyncio.Task[None] | None = None
         self._announced = False
+        self._outputs: list[rt.ConversationItem] = []  # the response's output items, in order (as last sent)
+        self._message_index: int | None = None  # the assistant message's place among them, once opened
+        self._calls: dict[str, _Call] = {}  # function calls by call id
         self._text: list[str] = []
-        self._transcript = ""
+        self._transcript = ""  # the user's words sent in transcription deltas (which only append)
+        self._partial = ""  # the newest partial transcript: ahead of the deltas, or revised
+        self._final_transcript: str | None = None  # kept until the user item is committed
+        # The API sends an item's transcription only once the item is committed and added; a voice
+        # turn's user item is committed when the user's turn ends (user_item_committed).
+        self._item_committed = options.respond_at_once
         self._input_ended = False
         self._cancelled = False
-        self.status = "in_progress"
-        self.cancel_reason = "client_cancelled"
+        self.status: events.ResponseStatus = "in_progress"
+        self.cancel_reason: events.CancelReason = "client_cancelled"
         self.audio_samples = 0
         # Where the turn's first audio sits in the output's timeline (played + queued samples),
         # and the text of each spoken piece with its sample range: what was heard, at barge-in.
@@ -133,7 +150,7 @@ class Turn:
         self._llm_done = False
         # Events and audio (bytes) in the order they came: released in that order, so that no
         # audio delta follows the response.done of a reply that finished while held.
-        self._held: list[Event | bytes] = []
+        self._held: list[ServerEvent | bytes] = []
         self.task = asyncio.create_task(self._run(), name=f"turn-{self.turn_id}")
 
     # Input.
@@ -152,6 +169,10 @@ class Turn:
         if not self._input_ended:
             cut = conversation_pb2.CutReply(turn_id=turn_id, heard_text=heard_text)
             self._inputs.put_nowait(conversation_pb2.RespondRequest(cut_reply=cut))
+
+    def send_context(self, message: conversation_pb2.HistoryMessage) -> None:
+        """A message of the turn's own context, before its input (out-of-band responses)."""
+        self._inputs.put_nowait(conversation_pb2.RespondRequest(context=message))
 
     def send_image(self, jpeg: bytes) -> None:
         self._inputs.put_nowait(conversation_pb2.RespondRequest(image=audio_pb2.ImageFrame(jpeg=jpeg)))
@@ -206,8 +227,8 @@ class Turn:
                     self.timings.first_audio = time.monotonic()
                 self._write_audio(item)
                 continue
-            if item["type"] == "response.done":  # finished while held: its timings end now
-                item["response"]["parley"] = self._parley()
+            if isinstance(item, rt.ResponseDoneEvent) and isinstance(item.response, events.Response):
+                item.response.parley = self._parley()  # finished while held: its timings end now
             self._emit_now(item)
 
     def _write_audio(self, pcm: bytes) -> None:
@@ -223,9 +244,45 @@ class Turn:
 
     def continue_transcript(self, earlier: Turn) -> None:
         """Send transcription deltas only beyond what ``earlier`` (a turn this one replaces) sent."""
-        self._transcript = earlier._transcript
+        self._transcript, self._partial = earlier._transcript, earlier._partial
 
-    def _emit(self, event: Event) -> None:
+    def user_item_committed(self) -> None:
+        """The user item is committed and added: the words heard so far go out now, ahead of a
+        held reply's events (they belong to the item, not to the reply)."""
+        if self._item_committed or self._discarded:
+            return
+        self._item_committed = True
+        self._send_delta(self._emit_now)
+        if self._final_transcript is not None:
+            self._send_final(self._final_transcript, self._emit_now)
+
+    def _send_delta(self, emit: Callable[[ServerEvent], None]) -> None:
+        """A transcription delta of what the newest partial adds to what was sent. The API's deltas
+        only append: a revised partial waits for the final transcript."""
+        item_id, partial = self.options.user_item_id, self._partial
+        if item_id is None or not partial.startswith(self._transcript) or len(partial) <= len(self._transcript):
+            return
+        delta, self._transcript = partial[len(self._transcript) :], partial
+        emit(
+            events.make(
+                rt.ConversationItemInputAudioTranscriptionDeltaEvent, item_id=item_id, content_index=0, delta=delta
+            )
+        )
+
+    def _send_final(self, text: str, emit: Callable[[ServerEvent], None]) -> None:
+        assert self.options.user_item_id is not None
+        self._transcript = text
+        emit(
+            events.make(
+                rt.ConversationItemInputAudioTranscriptionCompletedEvent,
+                item_id=self.options.user_item_id,
+                content_index=0,
+                transcript=text,
+                usage=_TRANSCRIPTION_USAGE,
+            )
+        )
+
+    def _emit(self, event: ServerEvent) -> None:
         if self._discarded:
             return
         if self._holding:
@@ -254,7 +311,7 @@ class Turn:
         self.heard = heard_text(self._segments, min(samples, self.audio_samples))
         return self.heard
 
-    def cancel(self, reason: str = "client_cancelled") -> None:
+    def cancel(self, reason: events.CancelReason = "client_cancelled") -> None:
         """Stop the reply now: cancel both calls and drop unplayed audio (response.cancel, or
         ``turn_detected`` at a barge-in)."""
         self.cancel_reason = reason
@@ -284,9 +341,19 @@ class Turn:
             generation=conversation_pb2.GenerationParams(max_output_tokens=self.options.max_output_tokens),
             transcribe_only=self.options.transcribe_only,
             replaces_turn_id=self.options.replaces_turn_id,
+            out_of_band=self.options.out_of_band,
+            without_history=self.options.out_of_band,
+            user_item_ids=self.options.user_item_ids
+            or ([self.options.user_item_id] if self.options.user_item_id else []),
+            reply_item_id=self.item_id,
+            tools=self.options.tools,
         )
+        if self.options.tool_choice is not None:
+            header.tool_choice.CopyFrom(self.options.tool_choice)
         if self.options.system_prompt:
             header.system_prompt = self.options.system_prompt
+        if self.options.instructions is not None:
+            header.instructions = self.options.instructions
         await self._call.write(conversation_pb2.RespondRequest(header=header))
         while True:
             item = await self._inputs.get()
@@ -377,44 +444,35 @@ class Turn:
         if kind == "user_transcript" and item_id is not None:
             transcript = event.user_transcript
             if transcript.is_final:
-                self._transcript = transcript.text
-                self._emit(
-                    {
-                        "type": "conversation.item.input_audio_transcription.completed",
-                        "item_id": item_id,
-                        "content_index": 0,
-                        "transcript": transcript.text,
-                        "usage": {"type": "duration", "seconds": 0},
-                    }
-                )
+                if self._item_committed:
+                    self._send_final(transcript.text, self._emit)
+                else:
+                    self._final_transcript = transcript.text
                 if transcript.text.strip():
                     self._announce()
-            elif transcript.text.startswith(self._transcript) and len(transcript.text) > len(self._transcript):
-                # The API's deltas only append; a revised partial waits for the final transcript.
-                delta = transcript.text[len(self._transcript) :]
-                self._transcript = transcript.text
-                self._emit(
-                    {
-                        "type": "conversation.item.input_audio_transcription.delta",
-                        "item_id": item_id,
-                        "content_index": 0,
-                        "delta": delta,
-                    }
-                )
+            elif transcript.text != self._partial:
+                self._partial = transcript.text
+                if self.options.live_transcripts:  # the words as they are heard (Parley's event)
+                    self._emit(events.make(events.TranscriptPartial, item_id=item_id, transcript=transcript.text))
+                if self._item_committed:
+                    self._send_delta(self._emit)
+        elif kind == "function_call_delta":
+            self._announce()
+            self._on_call_delta(event.function_call_delta)
+        elif kind == "function_call":
+            self._on_call(event.function_call)
         elif kind == "text_delta":
             self._announce()
+            self._open_message()
             if self.timings.first_text is None:
                 self.timings.first_text = time.monotonic()
             text = event.text_delta.text
             self._text.append(text)
             audio = "audio" in self.options.modalities
-            self._emit(
-                {
-                    "type": "response.output_audio_transcript.delta" if audio else "response.output_text.delta",
-                    **self._where(),
-                    "delta": text,
-                }
-            )
+            if audio:
+                self._emit(events.make(rt.ResponseAudioTranscriptDeltaEvent, **self._where(), delta=text))
+            else:
+                self._emit(events.make(rt.ResponseTextDeltaEvent, **self._where(), delta=text))
             if audio:
                 await self._speak(text)
         elif kind == "done":
@@ -475,75 +533,141 @@ class Turn:
     # Events.
 
     def _where(self) -> dict[str, Any]:
-        return {"response_id": self.response_id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+        index = self._message_index if self._message_index is not None else 0
+        return {"response_id": self.response_id, "item_id": self.item_id, "output_index": index, "content_index": 0}
 
-    def _part(self, done: bool) -> dict[str, Any]:
-        text = self.spoken_text if done else ""
-        if "audio" in self.options.modalities:
-            return {"type": "audio", "transcript": text}
-        return {"type": "text", "text": text}
+    @property
+    def _audio(self) -> bool:
+        return "audio" in self.options.modalities
+
+    def _response(
+        self, status: events.ResponseStatus, output: list[rt.ConversationItem], **done: Any
+    ) -> events.Response:
+        return events.response(
+            self.response_id,
+            status,
+            self.options.modalities,
+            output,
+            conversation_id=self.options.conversation_id,
+            metadata=self.options.metadata,
+            max_output_tokens=self.options.max_output_tokens or "inf",
+            voice=self.options.voice or None if self._audio else None,
+            **done,
+        )
 
     def _announce(self) -> None:
-        """response.created and the assistant item, once."""
+        """response.created, once; without tools the assistant message opens with it (with
+        tools the reply may be a function call only, and its message opens with its first word)."""
         if self._announced:
             return
         self._announced = True
         self.replied = True
-        modalities = self.options.modalities
+        self._emit(events.make(rt.ResponseCreatedEvent, response=self._response("in_progress", [])))
+        if not self.options.tools:
+            self._open_message()
+
+    def _add_output(self, item: rt.ConversationItem) -> int:
+        """A new output item of the response (and of the conversation): its output index."""
+        index = len(self._outputs)
+        self._outputs.append(item)
         self._emit(
-            {
-                "type": "response.created",
-                "response": events.response_object(self.response_id, "in_progress", modalities, []),
-            }
+            events.make(rt.ResponseOutputItemAddedEvent, response_id=self.response_id, output_index=index, item=item)
         )
-        item = events.assistant_item(self.item_id, {}, "in_progress")
+        if self.options.conversation_id is not None:  # an out-of-band response adds nothing to it
+            self._emit(events.make(rt.ConversationItemAdded, previous_item_id=self._previous_output(), item=item))
+        return index
+
+    def _previous_output(self) -> str | None:
+        if len(self._outputs) > 1:
+            return self._outputs[-2].id
+        return self.options.user_item_id or self._previous_item_id  # a voice turn follows its user item
+
+    def _done_output(self, index: int, item: rt.ConversationItem) -> None:
+        self._outputs[index] = item
         self._emit(
-            {"type": "response.output_item.added", "response_id": self.response_id, "output_index": 0, "item": item}
+            events.make(rt.ResponseOutputItemDoneEvent, response_id=self.response_id, output_index=index, item=item)
         )
-        previous = self.options.user_item_id or self._previous_item_id  # a voice turn follows its user item
-        self._emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        self._emit({"type": "response.content_part.added", **self._where(), "part": self._part(done=False)})
+        if self.options.conversation_id is not None:
+            self._emit(events.make(rt.ConversationItemDone, item=item))
+
+    def _open_message(self) -> None:
+        if self._message_index is not None:
+            return
+        self._message_index = self._add_output(events.assistant_item(self.item_id, self._audio, None, "in_progress"))
+        part = events.content_part(self._audio, "")
+        self._emit(events.make(rt.ResponseContentPartAddedEvent, **self._where(), part=part))
+
+    def _on_call_delta(self, delta: conversation_pb2.FunctionCallDelta) -> None:
+        call = self._calls.get(delta.call_id)
+        if call is None:
+            item_id = events.new_id("item")
+            index = self._add_output(events.function_call_item(item_id, delta.call_id, delta.name, "", "in_progress"))
+            call = self._calls[delta.call_id] = _Call(item_id, index, delta.name)
+        if delta.arguments:
+            call.arguments += delta.arguments
+            self._emit(
+                events.make(
+                    rt.ResponseFunctionCallArgumentsDeltaEvent,
+                    response_id=self.response_id,
+                    item_id=call.item_id,
+                    output_index=call.index,
+                    call_id=delta.call_id,
+                    delta=delta.arguments,
+                )
+            )
+
+    def _on_call(self, done: conversation_pb2.FunctionCall) -> None:
+        call = self._calls[done.call_id]
+        call.arguments, call.done = done.arguments, True
+        self._emit(
+            events.make(
+                rt.ResponseFunctionCallArgumentsDoneEvent,
+                response_id=self.response_id,
+                item_id=call.item_id,
+                output_index=call.index,
+                call_id=done.call_id,
+                name=done.name,
+                arguments=done.arguments,
+            )
+        )
+        self._done_output(
+            call.index, events.function_call_item(call.item_id, done.call_id, done.name, done.arguments, "completed")
+        )
 
     def _finish(self) -> None:
-        text = self.spoken_text
-        where = self._where()
-        if "audio" in self.options.modalities:
-            self._emit({"type": "response.output_audio.done", **where})
-            self._emit({"type": "response.output_audio_transcript.done", **where, "transcript": text})
-        else:
-            self._emit({"type": "response.output_text.done", **where, "text": text})
-        part = self._part(done=True)
-        self._emit({"type": "response.content_part.done", **where, "part": part})
-        item_status = "completed" if self.status == "completed" else "incomplete"
-        item = events.assistant_item(self.item_id, part, item_status)
-        self._emit(
-            {"type": "response.output_item.done", "response_id": self.response_id, "output_index": 0, "item": item}
-        )
-        self._emit({"type": "conversation.item.done", "item": item})
-        details: dict[str, Any] | None = None
+        if not self._outputs:
+            self._open_message()  # a reply with nothing in it still has its (empty) message
+        item_status: events.ItemStatus = "completed" if self.status == "completed" else "incomplete"
+        if self._message_index is not None:
+            text = self.spoken_text
+            where = self._where()
+            if self._audio:
+                self._emit(events.make(rt.ResponseAudioDoneEvent, **where))
+                self._emit(events.make(rt.ResponseAudioTranscriptDoneEvent, **where, transcript=text))
+            else:
+                self._emit(events.make(rt.ResponseTextDoneEvent, **where, text=text))
+            part = events.content_part(self._audio, text)
+            self._emit(events.make(rt.ResponseContentPartDoneEvent, **where, part=part))
+            self._done_output(self._message_index, events.assistant_item(self.item_id, self._audio, text, item_status))
+        for call_id, call in self._calls.items():
+            if not call.done:  # cut short (cancelled, or the service failed)
+                item = events.function_call_item(call.item_id, call_id, call.name, call.arguments, "incomplete")
+                self._done_output(call.index, item)
+        details = None
         if self.status == "cancelled":
-            details = {"type": "cancelled", "reason": self.cancel_reason}
+            details = events.status_details("cancelled", reason=self.cancel_reason)
         elif self.status == "failed" and self.failure is not None:
-            details = {
-                "type": "failed",
-                "error": {
-                    "type": "server_error",
-                    "code": self.failure.client_code,
-                    "message": self.failure.client_message,
-                },
-            }
+            details = events.status_details("failed", error=(self.failure.client_code, self.failure.client_message))
         elif self.status == "incomplete":
-            details = {"type": "incomplete", "reason": "max_output_tokens"}
-        response = events.response_object(
-            self.response_id,
+            details = events.status_details("incomplete", reason="max_output_tokens")
+        response = self._response(
             self.status,
-            self.options.modalities,
-            [item],
+            list(self._outputs),
             usage=getattr(self, "_usage", None),
             status_details=details,
             parley=self._parley(),
         )
-        self._emit({"type": "response.done", "response": response})
+        self._emit(events.make(rt.ResponseDoneEvent, response=response))
 
     def _parley(self) -> dict[str, Any]:
         """Parley's additions to response.done: the turn's id, timings and how its user turn ended."""
@@ -551,6 +675,23 @@ class Turn:
         if self.timings.end_of_turn:
             parley["end_of_turn"] = self.timings.end_of_turn
         return parley
+
+
+@dataclass
+class _Call:
+    """A function call item of the response, as its arguments come."""
+
+    item_id: str
+    index: int
+    name: str
+    arguments: str = ""
+    done: bool = False
+
+
+# Parley's recogniser runs on the server's own hardware: no billed duration to report.
+_TRANSCRIPTION_USAGE = rt.conversation_item_input_audio_transcription_completed_event.UsageTranscriptTextUsageDuration(
+    type="duration", seconds=0
+)
 
 
 def heard_text(segments: list[tuple[str, int, int]], samples: int) -> str:

@@ -76,7 +76,7 @@ class RealtimeWebSocket(web.WebSocketResponse):
                 kind="invalid_request_error",
             )
             with contextlib.suppress(Exception):
-                await self.send_str(json.dumps({"event_id": events.new_id("event"), **error}))
+                await self.send_str(json.dumps(events.to_wire(error)))
             message = message or b"event too large"
         return await super().close(code=code, message=message, drain=drain)
 
@@ -93,7 +93,7 @@ class WebSocketEndpoint:
         try:
             session = self._registry.open("websocket", outbox.put, request.query.get("model"))
         except ServerFull as full:
-            await ws.send_json({"event_id": events.new_id("event"), **events.error("server_full", str(full))})
+            await ws.send_json(events.to_wire(events.error("server_full", str(full))))
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
             return ws
         session.output = PlaybackClock(REALTIME_AUDIO_RATE, session.send_audio_delta)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -17,9 +18,11 @@ from services.common.server import Lifecycle, ServerDraining, abort_after_input
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, LanguageModel
-from services.llm.sessions import Exchange, Session, SessionCapacityError, SessionStore
+from services.llm.backends.tools import ToolUse
+from services.llm.reply import ReplyStream
+from services.llm.sessions import Message, Session, SessionCapacityError, SessionStore
 from services.llm.settings import LlmSettings
-from services.llm.turn import InvalidRequest, TurnInput, validate_header
+from services.llm.turn import SESSION_ID, InvalidRequest, TurnInput, history_message, tool_use, validate_header
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
     ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         params = validate_header(header, self._settings)
+        tools = tool_use(header)
         is_new = self._sessions.get(header.session_id) is None
         try:
             session = self._sessions.open(header.session_id)
@@ -110,22 +114,22 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 if header.HasField("system_prompt"):
                     session.system_prompt = header.system_prompt
                 if header.replaces_turn_id:
-                    session.exchanges = [e for e in session.exchanges if e.turn_id != header.replaces_turn_id]
+                    session.drop_turn(header.replaces_turn_id)
                 yield conversation_pb2.RespondResponse(
                     accepted=conversation_pb2.TurnAccepted(
                         session_id=session.id,
                         turn_id=header.turn_id,
-                        history_turns=len(session.exchanges),
+                        history_turns=session.turns,
                         model=self._engine.name,
                     )
                 )
-                async with contextlib.aclosing(self._run_turn(session, header, params, requests)) as responses:
+                async with contextlib.aclosing(self._run_turn(session, header, params, tools, requests)) as responses:
                     async for response in responses:
                         yield response
                 session.last_used = time.monotonic()
                 completed = True
         finally:
-            if is_new and not completed and not session.exchanges:
+            if is_new and not completed and not session.history:
                 # A first turn that failed leaves nothing worth a session slot.
                 self._sessions.end(session.id)
                 metrics.SESSIONS_ACTIVE.set(len(self._sessions))
@@ -153,6 +157,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         session: Session,
         header: conversation_pb2.TurnHeader,
         params: GenerationParams,
+        tools: ToolUse | None,
         requests: AsyncIterator[conversation_pb2.RespondRequest],
     ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         partials: asyncio.Queue[object] = asyncio.Queue()
@@ -175,8 +180,11 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 assert isinstance(item, conversation_pb2.RespondResponse)
                 yield item
             input_ended = time.perf_counter()
-            if not turn.has_input:
-                raise InvalidRequest("the turn has no input: send audio, text or images before EndOfInput")
+            if not turn.has_input and not _answerable(session, header):
+                raise InvalidRequest(
+                    "the turn has no input: send audio, text or images before EndOfInput (a turn without "
+                    "input answers a history that ends with the user's or a tool's message)"
+                )
             transcript, timings = "", {}
             if transcriber is not None and turn.audio_samples:
                 transcript = await transcriber.final()
@@ -186,7 +194,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                     user_transcript=conversation_pb2.UserTranscript(text=transcript, is_final=True)
                 )
             async with contextlib.aclosing(
-                self._reply(session, header, params, turn, transcript, timings)
+                self._reply(session, header, params, tools, turn, transcript, timings)
             ) as responses:
                 async for response in responses:
                     yield response
@@ -216,6 +224,8 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                     if len(request.cut_reply.heard_text) > self._settings.max_turn_text_chars:
                         raise InvalidRequest("cut_reply.heard_text is longer than the text limit")
                     turn.cuts.append((request.cut_reply.turn_id, request.cut_reply.heard_text))
+                elif kind == "context":
+                    turn.add_context(request.context)
                 elif kind == "end_of_input":
                     break
                 elif kind == "header":
@@ -234,44 +244,49 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         session: Session,
         header: conversation_pb2.TurnHeader,
         params: GenerationParams,
+        tools: ToolUse | None,
         turn: TurnInput,
         transcript: str,
         timings: dict[str, float],
     ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         for turn_id, heard_text in turn.cuts:  # what the user heard of replies they spoke over
-            exchange = session.find(turn_id)
-            if exchange is not None and exchange.reply is not None:
-                exchange.reply = heard_text
+            heard = session.reply_of(turn_id)
+            if heard is not None:
+                heard.text = heard_text
         user_text = "\n".join([*turn.texts, transcript] if transcript else turn.texts).strip()
+        continues = not turn.has_input  # answers the history as it stands
         notice = CANNOT_SEE_IMAGES if turn.images and not self._engine.sees_images else ""
         stats = GenerationStats(finish_reason="no_reply")
-        reply: list[str] = []
+        reply = ReplyStream(tools, prefix=notice)
         if notice:
-            reply.append(notice)
             yield conversation_pb2.RespondResponse(text_delta=conversation_pb2.TextDelta(text=notice))
         started = time.perf_counter()
-        wants_reply = bool(user_text) and not header.transcribe_only
+        wants_reply = (bool(user_text) or continues) and not header.transcribe_only
         # Whether this turn goes into the history: not when it fails before anything is said.
         recorded = bool(notice) or (bool(user_text) and not wants_reply)
         try:
             if wants_reply:
-                messages = self._fit_context(session, user_text, params)
+                messages = self._fit_context(
+                    session, header, turn.context, None if continues else user_text, params, tools
+                )
                 recorded = True
                 request = GenerationRequest(
                     messages=messages,
                     params=params,
                     images=turn.images if self._engine.sees_images else [],
                     audio=np.concatenate(turn.audio_16k) if self._engine.hears_audio and turn.audio_16k else None,
+                    tools=tools,
+                    json_schema=tools.call_schema() if tools is not None else None,
                 )
                 async with contextlib.aclosing(self._engine.generate(request, session.engine_state, stats)) as deltas:
                     async for delta in deltas:
                         if "first_token" not in timings:
                             timings["first_token"] = (time.perf_counter() - started) * 1000
                             metrics.FIRST_TOKEN_SECONDS.observe(timings["first_token"] / 1000)
-                        if notice and len(reply) == 1:
-                            delta = " " + delta.lstrip()
-                        reply.append(delta)
-                        yield conversation_pb2.RespondResponse(text_delta=conversation_pb2.TextDelta(text=delta))
+                        for response in reply.push(delta):
+                            yield response
+                for response in reply.flush():
+                    yield response
             elif notice:
                 stats.finish_reason = "stop"
         except asyncio.CancelledError:
@@ -279,11 +294,17 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             metrics.CANCELLATIONS.inc()
             raise
         finally:
-            reply_text = "".join(reply)
-            if recorded:
+            reply_text = reply.text
+            if recorded and not header.out_of_band:
                 # What was said so far stays in the history, a cancelled reply included.
-                user = user_text or "(an image)"
-                session.exchanges.append(Exchange(header.turn_id, user, reply_text if wants_reply or notice else None))
+                if not continues:
+                    user = user_text or "(an image)"
+                    session.history.append(Message("user", user, header.turn_id, tuple(header.user_item_ids)))
+                if wants_reply or notice:
+                    reply_ids = (header.reply_item_id,) if header.reply_item_id else ()
+                    session.history.append(
+                        Message("assistant", reply_text, header.turn_id, reply_ids, tuple(reply.calls))
+                    )
             self._account(stats, started, timings)
         yield conversation_pb2.RespondResponse(
             done=conversation_pb2.TurnDone(
@@ -299,15 +320,32 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             )
         )
 
-    def _fit_context(self, session: Session, user_text: str, params: GenerationParams) -> list[dict[str, str]]:
-        """The prompt messages, dropping the session's oldest turns until prompt and reply fit."""
+    def _fit_context(
+        self,
+        session: Session,
+        header: conversation_pb2.TurnHeader,
+        context: list[Message],
+        user_text: str | None,
+        params: GenerationParams,
+        tools: ToolUse | None,
+    ) -> list[dict[str, Any]]:
+        """The prompt messages, dropping the session's oldest messages until prompt and reply fit:
+        the system prompt (this turn's instructions if it has them), the history (unless the turn
+        brings its own context), the turn's context messages and its input."""
         budget = self._settings.max_context_tokens - params.max_output_tokens
-        messages = session.messages(user_text)
-        while self._engine.count_tokens(messages) > budget:
-            if not session.exchanges:
+        system_prompt = header.instructions if header.HasField("instructions") else None
+
+        def render() -> list[dict[str, Any]]:
+            messages = session.messages(system_prompt=system_prompt, history=not header.without_history)
+            messages += [m.as_chat() for m in context]
+            return messages if user_text is None else [*messages, {"role": "user", "content": user_text}]
+
+        messages = render()
+        while self._engine.count_tokens(messages, tools) > budget:
+            if header.without_history or not session.history:
                 raise InvalidRequest("the turn's input alone is longer than the model's context allows")
-            session.exchanges.pop(0)
-            messages = session.messages(user_text)
+            session.history.pop(0)
+            messages = render()
         return messages
 
     def _account(self, stats: GenerationStats, started: float, timings: dict[str, float]) -> None:
@@ -344,12 +382,52 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         self, request: conversation_pb2.TruncateReplyRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.TruncateReplyResponse:
         async with self._holding(request.session_id, context) as session:
-            exchange = session.find(request.turn_id)
-            if exchange is None or exchange.reply is None:
+            reply = session.reply_of(request.turn_id)
+            if reply is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no reply of turn {request.turn_id!r} in the session")
-            assert exchange is not None
-            exchange.reply = request.heard_text  # the cache is cropped where the tokens now differ
+            assert reply is not None
+            reply.text = request.heard_text  # the cache is cropped where the tokens now differ
         return conversation_pb2.TruncateReplyResponse()
+
+    async def AddMessages(  # noqa: N802
+        self, request: conversation_pb2.AddMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.AddMessagesResponse:
+        if not SESSION_ID.fullmatch(request.session_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "session_id must be 1-128 characters of letters, digits and . _ : @ -"
+            )
+        if len(request.messages) > 64:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 64 messages at a time")
+        try:
+            messages = [history_message(m, self._settings) for m in request.messages]
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self._sessions.get(request.session_id) is None:
+            try:
+                self._sessions.open(request.session_id)
+            except SessionCapacityError as exc:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            metrics.SESSIONS_ACTIVE.set(len(self._sessions))
+        async with self._holding(request.session_id, context) as session:
+            at = len(session.history)
+            if request.after_item_id:
+                index = session.index_of(request.after_item_id)
+                if index is None:
+                    await context.abort(
+                        grpc.StatusCode.NOT_FOUND, f"no message {request.after_item_id!r} in the session"
+                    )
+                assert index is not None
+                at = index + 1
+            session.history[at:at] = messages
+            return conversation_pb2.AddMessagesResponse(history_messages=len(session.history))
+
+    async def DeleteMessage(  # noqa: N802
+        self, request: conversation_pb2.DeleteMessageRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.DeleteMessageResponse:
+        async with self._holding(request.session_id, context) as session:
+            if not session.delete(request.item_id):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no message {request.item_id!r} in the session")
+        return conversation_pb2.DeleteMessageResponse()
 
     async def ResetSession(  # noqa: N802
         self, request: conversation_pb2.ResetSessionRequest, context: grpc.aio.ServicerContext
@@ -389,3 +467,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 log.info("session expired", extra={"session": session_id})
                 self._trimmer.soon()
             metrics.SESSIONS_ACTIVE.set(len(self._sessions))
+
+
+def _answerable(session: Session, header: conversation_pb2.TurnHeader) -> bool:
+    """A turn without input answers the history as it stands: one ending with the user's words
+    or a tool's result (a client continuing after it ran a function)."""
+    return not header.without_history and bool(session.history) and session.history[-1].role in ("user", "tool")

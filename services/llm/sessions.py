@@ -3,23 +3,61 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 class SessionCapacityError(Exception):
     """No room for another session on this replica."""
 
 
-@dataclass
-class Exchange:
-    """One turn of the history: what the user said and what was replied (None: no reply asked)."""
+Role = Literal["system", "user", "assistant", "tool"]
 
-    turn_id: str
-    user: str
-    reply: str | None
+
+@dataclass(frozen=True)
+class Call:
+    """A function call the assistant made: its arguments as JSON text."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Message:
+    """One message of the history. ``turn_id`` is the turn that said it ("" for a message added
+    outside a turn); ``item_ids`` are the client's ids for it (a turn's user message may merge
+    several of the client's items). An assistant message may carry function ``calls``; a tool
+    message is a function's result, answering ``call_id``."""
+
+    role: Role
+    text: str
+    turn_id: str = ""
+    item_ids: tuple[str, ...] = ()
+    calls: tuple[Call, ...] = ()
+    call_id: str = ""
+
+    def as_chat(self) -> dict[str, Any]:
+        """The message as a chat template takes it (backends/tools.py)."""
+        if self.role == "tool":
+            return {"role": "tool", "tool_call_id": self.call_id, "content": self.text}
+        chat: dict[str, Any] = {"role": self.role, "content": self.text}
+        if self.calls:
+            chat["tool_calls"] = [
+                {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": _arguments(c)}}
+                for c in self.calls
+            ]
+        return chat
+
+
+def _arguments(call: Call) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:  # a call cut short by the reply's length limit: kept as written
+        return call.arguments
 
 
 @dataclass(eq=False)
@@ -27,23 +65,46 @@ class Session:
     id: str
     engine_state: Any
     system_prompt: str
-    exchanges: list[Exchange] = field(default_factory=list)
+    history: list[Message] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_used: float = 0.0
 
-    def messages(self, user: str | None = None) -> list[dict[str, str]]:
-        """The conversation as chat messages, with ``user`` as the newest message if given."""
-        messages = [{"role": "system", "content": self.system_prompt}]
-        for exchange in self.exchanges:
-            messages.append({"role": "user", "content": exchange.user})
-            if exchange.reply is not None:
-                messages.append({"role": "assistant", "content": exchange.reply})
+    def messages(
+        self, user: str | None = None, *, system_prompt: str | None = None, history: bool = True
+    ) -> list[dict[str, Any]]:
+        """The conversation as chat messages (the history unless ``history`` is False), with
+        ``user`` as the newest message if given."""
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self.system_prompt if system_prompt is None else system_prompt}
+        ]
+        if history:
+            messages += [m.as_chat() for m in self.history]
         if user is not None:
             messages.append({"role": "user", "content": user})
         return messages
 
-    def find(self, turn_id: str) -> Exchange | None:
-        return next((e for e in reversed(self.exchanges) if e.turn_id == turn_id), None)
+    @property
+    def turns(self) -> int:
+        """User messages in the history."""
+        return sum(1 for m in self.history if m.role == "user")
+
+    def reply_of(self, turn_id: str) -> Message | None:
+        return next((m for m in reversed(self.history) if m.turn_id == turn_id and m.role == "assistant"), None)
+
+    def drop_turn(self, turn_id: str) -> None:
+        """Forget a turn: the user's words and the reply."""
+        self.history = [m for m in self.history if m.turn_id != turn_id]
+
+    def index_of(self, item_id: str) -> int | None:
+        return next((i for i, m in enumerate(self.history) if item_id in m.item_ids), None)
+
+    def delete(self, item_id: str) -> bool:
+        """Remove the message with this item id (False: there is none)."""
+        index = self.index_of(item_id)
+        if index is None:
+            return False
+        del self.history[index]
+        return True
 
 
 class SessionStore:
@@ -90,7 +151,7 @@ class SessionStore:
         session = self._sessions.get(session_id)
         if session is None:
             return False
-        session.exchanges.clear()
+        session.history.clear()
         session.engine_state = self._new_engine_state()
         session.system_prompt = self._default_system_prompt
         return True

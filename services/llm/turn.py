@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import warnings
 
@@ -16,6 +17,8 @@ from services.common.server import InvalidRequest
 from services.llm import metrics
 from services.llm.asr import RATE, TurnTranscriber
 from services.llm.backends import GenerationParams
+from services.llm.backends.tools import ToolSpec, ToolUse
+from services.llm.sessions import Call, Message, Role
 from services.llm.settings import LlmSettings
 
 SUPPORTED_RATES = (8000, 16000, 24000, 48000)
@@ -28,8 +31,11 @@ def validate_header(header: conversation_pb2.TurnHeader, settings: LlmSettings) 
         raise InvalidRequest("session_id must be 1-128 characters of letters, digits and . _ : @ -")
     if len(header.turn_id) > 128:
         raise InvalidRequest("turn_id must be at most 128 characters")
-    if header.HasField("system_prompt") and len(header.system_prompt) > settings.max_turn_text_chars:
-        raise InvalidRequest(f"system_prompt is longer than {settings.max_turn_text_chars} characters")
+    for name in ("system_prompt", "instructions"):
+        if header.HasField(name) and len(getattr(header, name)) > settings.max_turn_text_chars:
+            raise InvalidRequest(f"{name} is longer than {settings.max_turn_text_chars} characters")
+    if len(header.user_item_ids) > 64 or any(len(i) > 128 for i in [*header.user_item_ids, header.reply_item_id]):
+        raise InvalidRequest("a turn names at most 64 user items, and item ids have at most 128 characters")
     generation = header.generation
     max_tokens = settings.default_max_output_tokens
     if generation.HasField("max_output_tokens"):
@@ -62,6 +68,7 @@ class TurnInput:
         self.transcriber = transcriber
         self.texts: list[str] = []
         self.cuts: list[tuple[str, str]] = []  # (turn_id, heard_text): earlier replies to cut first
+        self.context: list[Message] = []  # messages before the input (an out-of-band response's)
         self._text_chars = 0
         self.images: list[bytes] = []
         self.units = 0
@@ -131,10 +138,87 @@ class TurnInput:
         if text.strip():
             self.texts.append(text)
 
+    def add_context(self, message: conversation_pb2.HistoryMessage) -> None:
+        if len(self.context) >= 64:
+            raise InvalidRequest("a turn carries at most 64 context messages")
+        self._text_chars += len(message.text)
+        if self._text_chars > self._settings.max_turn_text_chars:
+            raise InvalidRequest(f"the turn's text is longer than {self._settings.max_turn_text_chars} characters")
+        self.context.append(history_message(message, self._settings))
+
     def end_unit(self) -> None:
         if self._mode != conversation_pb2.CONVERSATION_MODE_OMNI:
             raise InvalidRequest("EndOfUnit is for omni mode; end the turn with EndOfInput")
         self.units += 1
+
+
+ROLES: dict[int, Role] = {
+    conversation_pb2.MESSAGE_ROLE_SYSTEM: "system",
+    conversation_pb2.MESSAGE_ROLE_USER: "user",
+    conversation_pb2.MESSAGE_ROLE_ASSISTANT: "assistant",
+    conversation_pb2.MESSAGE_ROLE_TOOL: "tool",
+}
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TOOLS = 128
+MAX_SCHEMA_CHARS = 64 * 1024
+
+
+def history_message(message: conversation_pb2.HistoryMessage, settings: LlmSettings, turn_id: str = "") -> Message:
+    """A message as the history keeps it; InvalidRequest for a bad one."""
+    if message.role not in ROLES:
+        raise InvalidRequest("a message's role must be system, user, assistant or tool")
+    if len(message.text) > settings.max_turn_text_chars:
+        raise InvalidRequest(f"a message is longer than {settings.max_turn_text_chars} characters")
+    if len(message.item_id) > 128 or len(message.call_id) > 128:
+        raise InvalidRequest("item and call ids have at most 128 characters")
+    role = ROLES[message.role]
+    calls: tuple[Call, ...] = ()
+    if message.HasField("function_call"):
+        call = message.function_call
+        if role != "assistant":
+            raise InvalidRequest("only an assistant message calls a function")
+        if not TOOL_NAME.fullmatch(call.name) or len(call.call_id) > 128:
+            raise InvalidRequest("a function call needs a name of 1-64 letters, digits, _ or -")
+        if len(call.arguments) > settings.max_turn_text_chars:
+            raise InvalidRequest("a function call's arguments are longer than the text limit")
+        calls = (Call(call.call_id, call.name, call.arguments),)
+    if role == "tool" and not message.call_id:
+        raise InvalidRequest("a tool message names the call it answers (call_id)")
+    ids = (message.item_id,) if message.item_id else ()
+    return Message(role, message.text, turn_id, ids, calls, message.call_id if role == "tool" else "")
+
+
+def tool_use(header: conversation_pb2.TurnHeader) -> ToolUse | None:
+    """The turn's tools and the choice among them; None when it has none (or may call none)."""
+    if len(header.tools) > MAX_TOOLS:
+        raise InvalidRequest(f"a turn offers at most {MAX_TOOLS} tools")
+    specs = []
+    for tool in header.tools:
+        if not TOOL_NAME.fullmatch(tool.name):
+            raise InvalidRequest(f"tool name {tool.name[:80]!r} must be 1-64 letters, digits, _ or -")
+        if len(tool.parameters_json) > MAX_SCHEMA_CHARS or len(tool.description) > 4000:
+            raise InvalidRequest(f"tool {tool.name}: its description or parameters schema is too long")
+        parameters = None
+        if tool.parameters_json:
+            try:
+                parameters = json.loads(tool.parameters_json)
+            except ValueError:
+                raise InvalidRequest(f"tool {tool.name}: parameters_json is not JSON") from None
+            if not isinstance(parameters, dict):
+                raise InvalidRequest(f"tool {tool.name}: parameters_json must be a JSON Schema object")
+        specs.append(ToolSpec(tool.name, tool.description, parameters))
+    if len({t.name for t in specs}) < len(specs):
+        raise InvalidRequest("tool names must be unique within a turn")
+    choice = header.tool_choice
+    if choice.function:
+        if choice.function not in {t.name for t in specs}:
+            raise InvalidRequest(f"tool_choice names {choice.function[:80]!r}, which is not among the turn's tools")
+        return ToolUse(tuple(specs), choice.function)
+    if not specs or choice.mode == conversation_pb2.TOOL_CHOICE_MODE_NONE:
+        if choice.mode == conversation_pb2.TOOL_CHOICE_MODE_REQUIRED:
+            raise InvalidRequest("tool_choice REQUIRED needs tools")
+        return None
+    return ToolUse(tuple(specs), "required" if choice.mode == conversation_pb2.TOOL_CHOICE_MODE_REQUIRED else "auto")
 
 
 def check_jpeg(data: bytes, max_pixels: int) -> None:

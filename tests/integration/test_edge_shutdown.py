@@ -4,10 +4,10 @@ ends with its response.done, and the edge exits cleanly (it used to drop every c
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 
+from tests.support.conformance import check_server_event
 from tests.support.processes import ServiceProcess, start_edge
 from tests.support.realtime_ws import RealtimeSocket
 from tests.support.webrtc_client import RealtimeCall
@@ -28,7 +28,7 @@ async def _rest(ws: aiohttp.ClientWebSocketResponse, socket: RealtimeSocket) -> 
         message = await ws.receive()
         if message.type != aiohttp.WSMsgType.TEXT:
             return message
-        socket.events.append(json.loads(message.data))
+        socket.events.append(check_server_event(message.data))
 
 
 async def test_sigterm_tells_every_client_and_closes_cleanly(

@@ -20,6 +20,8 @@ class TurnResult:
     partials: list[str] = field(default_factory=list)
     transcript: str | None = None
     deltas: list[str] = field(default_factory=list)
+    call_deltas: list[conversation_pb2.FunctionCallDelta] = field(default_factory=list)
+    calls: list[conversation_pb2.FunctionCall] = field(default_factory=list)
     done: conversation_pb2.TurnDone | None = None
 
     @property
@@ -63,6 +65,10 @@ def collect(result: TurnResult, response: conversation_pb2.RespondResponse) -> N
             result.partials.append(response.user_transcript.text)
     elif kind == "text_delta":
         result.deltas.append(response.text_delta.text)
+    elif kind == "function_call_delta":
+        result.call_deltas.append(response.function_call_delta)
+    elif kind == "function_call":
+        result.calls.append(response.function_call)
     elif kind == "done":
         result.done = response.done
 

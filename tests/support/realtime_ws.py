@@ -15,6 +15,7 @@ import aiohttp
 import numpy as np
 
 from services.common.audio import float32_to_pcm16
+from tests.support.conformance import check_server_event
 
 
 class RealtimeSocket:
@@ -35,7 +36,7 @@ class RealtimeSocket:
                 message = await self.ws.receive()
                 if message.type != aiohttp.WSMsgType.TEXT:
                     raise ConnectionError(f"socket closed: {message.type.name} {message.data!r} {message.extra!r}")
-                event = json.loads(message.data)
+                event = check_server_event(message.data)  # every event, strictly as the API defines it
                 self.events.append(event)
                 if event["type"] in types:
                     return event

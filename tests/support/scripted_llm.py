@@ -14,6 +14,7 @@ any machine and under any load. The reply streams a word at a time at a model's 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -23,6 +24,7 @@ from services.common.settings import parse_settings
 from services.llm.__main__ import serve
 from services.llm.backends import GenerationRequest, GenerationStats
 from services.llm.backends.text import StopStringFilter
+from services.llm.backends.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from services.llm.settings import LlmSettings
 
 HISTORY_OF_PARIS = (
@@ -47,8 +49,17 @@ ECHO_WORDS = 40  # longest echo of an unscripted message
 WORD_SECONDS = 0.03  # about the bundled model's pace on a CPU
 
 
-def scripted_reply(user_text: str) -> str:
+# With tools, a user asking about the weather gets a call of the first tool (its arguments an
+# example under the tool's schema); a function's result is answered "The function said: ...".
+# Asked this, the model says what it was given before the question: each message as "role: text",
+# joined by " / " (the system prompt first). Tests read the history the service keeps through it.
+REPEAT_THE_CONVERSATION = r"\brepeat the conversation\b"
+
+
+def scripted_reply(user_text: str, messages: list[dict[str, str]] | None = None) -> str:
     """The reply to ``user_text``: the first matching script line, else the words echoed."""
+    if messages is not None and re.search(REPEAT_THE_CONVERSATION, user_text, re.IGNORECASE):
+        return " / ".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
     for pattern, reply in REPLIES:
         if re.search(pattern, user_text, re.IGNORECASE):
             return reply
@@ -69,16 +80,15 @@ class ScriptedLanguageModel:
     def new_session_state(self) -> Any:
         return None
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return sum(len(m["content"].split()) + 4 for m in messages)
+    def count_tokens(self, messages: list[dict[str, Any]], tools: Any = None) -> int:
+        return sum(len(str(m.get("content") or "").split()) + 4 for m in messages)
 
     async def generate(
         self, request: GenerationRequest, state: Any, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
         stats.input_tokens = self.count_tokens(request.messages)
         stats.finish_reason = "stop"
-        user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
-        words = scripted_reply(user).split()
+        words = self._reply(request).split()
         stop = StopStringFilter(request.params.stop)
         for index, word in enumerate(words):
             if index == request.params.max_output_tokens:
@@ -95,8 +105,37 @@ class ScriptedLanguageModel:
         if rest:
             yield rest
 
+    def _reply(self, request: GenerationRequest) -> str:
+        """Scripted words; with tools, the calls a model would make (see ``scripted_call``)."""
+        last = request.messages[-1]
+        if request.json_schema is not None:  # a required call: JSON under the schema, as the real engines
+            return json.dumps(example_of(request.json_schema))
+        if last["role"] == "tool":
+            return f"The function said: {last['content']}"
+        user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        if request.tools is not None and request.tools.tools and re.search(r"\bweather\b", user, re.IGNORECASE):
+            tool = request.tools.tools[0]
+            call = {"name": tool.name, "arguments": example_of(tool.arguments_schema)}
+            return f"{TOOL_CALL_OPEN}{json.dumps(call)}{TOOL_CALL_CLOSE}"
+        return scripted_reply(user, request.messages)
+
     async def close(self) -> None:
         return None
+
+
+def example_of(schema: dict[str, Any]) -> Any:
+    """A value valid under a simple JSON Schema: what a model held to the schema might write."""
+    if "anyOf" in schema:
+        return example_of(schema["anyOf"][0])
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: example_of(properties[name]) for name in schema.get("required", list(properties))}
+    return {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "null": None}[kind]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamT
 
 from services.edge.audio import AssistantAudioTrack
 from services.edge.webrtc import limit_ice_host_addresses, shorten_audio_jitter_buffer
+from tests.support.conformance import NonConformingEvent, check_server_event
 
 RATE = 48000
 FRAME = 960  # 20 ms
@@ -100,6 +101,7 @@ class RealtimeCall:
         if echo_gain:
             self.microphone.hear(np.zeros(RATE * echo_delay_ms // 1000))
         self.events: list[dict[str, Any]] = []
+        self.nonconforming: list[str] = []  # events that do not validate (tests/support/conformance.py)
         self.audio: list[np.ndarray] = []
         self.audio_times: list[float] = []
         self.frame_rms: list[float] = []  # of each received frame, kept as they come (cheap to ask often)
@@ -124,7 +126,11 @@ class RealtimeCall:
 
         @self._channel.on("message")
         def on_message(message: str) -> None:
-            self.events.append(json.loads(message))
+            try:  # every event, strictly as the API defines it; a failure fails the test's next wait
+                self.events.append(check_server_event(message))
+            except NonConformingEvent as exc:
+                self.nonconforming.append(str(exc))
+                self.events.append(json.loads(message))
             self._tasks.append(asyncio.create_task(self._notify()))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -180,6 +186,7 @@ class RealtimeCall:
 
         async with self._new_event:
             await asyncio.wait_for(self._new_event.wait_for(lambda: found() is not None), timeout)
+        self.check_conformance()
         event = found()
         assert event is not None
         return event
@@ -188,6 +195,12 @@ class RealtimeCall:
         """Wait until ``condition()`` holds, checked at every event and every received frame."""
         async with self._new_event:
             await asyncio.wait_for(self._new_event.wait_for(condition), timeout)
+        self.check_conformance()
+
+    def check_conformance(self) -> None:
+        """Fail if any event so far did not validate against the API's types."""
+        if self.nonconforming:
+            raise NonConformingEvent("\n".join(self.nonconforming))
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == event_type]
@@ -219,3 +232,4 @@ class RealtimeCall:
         for task in self._tasks:
             task.cancel()
         await self.pc.close()
+        self.check_conformance()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from services.edge import events
 from services.edge.config import SessionState
 from services.edge.protocol import ProtocolError
 from services.edge.settings import EdgeSettings
@@ -12,13 +13,13 @@ def _state(default_mode: str = "half_duplex") -> SessionState:
 
 
 def test_defaults_follow_the_server_mode() -> None:
-    half = _state().to_event_object()
+    half = events.to_wire(_state().to_event_object())
     assert half["parley"]["mode"] == "half_duplex"
     assert half["audio"]["input"]["turn_detection"]["type"] == "server_vad"
     assert half["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 500
     assert half["audio"]["output"]["voice"] == "joe"
     assert half["output_modalities"] == ["audio"]
-    chat = _state("chat").to_event_object()
+    chat = events.to_wire(_state("chat").to_event_object())
     assert chat["audio"]["input"]["turn_detection"] is None
 
 

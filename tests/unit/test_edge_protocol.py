@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from services.edge import events
 from services.edge.protocol import (
     CLIENT_EVENT_TYPES,
     MAX_APPEND_SECONDS,
@@ -24,7 +25,7 @@ def parse(event: dict) -> object:
 def refused(event: dict | str) -> dict:
     with pytest.raises(ProtocolError) as error:
         parse_client_event(event if isinstance(event, str) else json.dumps(event))
-    return error.value.to_event("server-event-1")["error"]
+    return events.to_wire(error.value.to_event())["error"]
 
 
 def test_session_update_with_every_documented_field_and_parley_settings() -> None:

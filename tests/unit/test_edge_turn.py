@@ -8,13 +8,19 @@ nothing, or whose input cannot be sent, fails with an error instead of staying o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
+from services.edge import events
 from services.edge.turn import Turn, TurnOptions
+
+
+def _wire(sent: list[dict[str, Any]]) -> Callable[[Any], None]:
+    """An emit function keeping each event as it goes on the wire."""
+    return lambda event: sent.append(events.to_wire(event))
 
 
 class FakeCall:
@@ -113,7 +119,7 @@ def _options(**changes: Any) -> TurnOptions:
 
 async def test_a_reply_finished_while_held_is_released_audio_before_response_done() -> None:
     log: list[str] = []
-    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e["type"]), None)  # type: ignore[arg-type]
+    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None)  # type: ignore[arg-type]
     turn.hold()
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -127,7 +133,7 @@ async def test_a_reply_finished_while_held_is_released_audio_before_response_don
 
 async def test_a_discarded_turn_sends_nothing() -> None:
     log: list[str] = []
-    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e["type"]), None)  # type: ignore[arg-type]
+    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None)  # type: ignore[arg-type]
     turn.hold()
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -140,7 +146,7 @@ async def test_a_silent_llm_fails_the_reply_once_its_deadline_passes() -> None:
     sent: list[dict[str, Any]] = []
     never = asyncio.Event()
     options = _options(respond_at_once=True, stall_seconds=0.2)
-    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
     turn.send_text("Hello?")
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -157,7 +163,7 @@ async def test_input_that_cannot_be_sent_fails_the_turn_at_once() -> None:
     sent: list[dict[str, Any]] = []
     options = _options(respond_at_once=True, max_output_tokens=2**40, stall_seconds=600)
     never = asyncio.Event()
-    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
     types = [e["type"] for e in sent]
@@ -209,9 +215,64 @@ class BrokenCall(FakeCall):
 
 async def test_a_reply_whose_speech_failed_is_failed_even_if_it_hit_its_token_limit() -> None:
     sent: list[dict[str, Any]] = []
-    turn = Turn(FailingTtsServices(), _options(), RecordingOutput([]), sent.append, None)  # type: ignore[arg-type]
+    turn = Turn(FailingTtsServices(), _options(), RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
     assert next(e for e in sent if e["type"] == "error")["error"]["code"] == "service_unavailable"
     assert sent[-1]["type"] == "response.done"
     assert sent[-1]["response"]["status"] == "failed", sent[-1]["response"]
+
+
+class PartialsServices(FakeServices):
+    """The LLM service's partial transcripts come while the user speaks (``gate`` holds the rest
+    back until the turn's input has ended), then the final one and a reply."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__()
+        self._gate = gate
+        self.partials_read = asyncio.Event()  # the turn has handled both partials
+        reply = conversation_pb2.RespondResponse
+        self._partials = [
+            reply(user_transcript=conversation_pb2.UserTranscript(text="What is")),
+            reply(user_transcript=conversation_pb2.UserTranscript(text="What is the capital")),
+        ]
+
+    def Respond(self) -> FakeCall:  # noqa: N802
+        services = self
+
+        class PartialsFirst(FakeCall):
+            async def _stream(self) -> AsyncIterator[Any]:
+                for response in services._partials:
+                    yield response
+                services.partials_read.set()  # asked for more: the last partial has been handled
+                await services._gate.wait()
+                async for response in FakeCall(services._llm_responses)._stream():
+                    yield response
+
+        return PartialsFirst([])
+
+
+async def test_a_voice_turns_words_go_out_only_once_its_user_item_is_committed() -> None:
+    """The API sends an item's transcription after input_audio_buffer.committed and
+    conversation.item.added; live partials go out only to sessions that ask for them."""
+    for live in (False, True):
+        sent: list[dict[str, Any]] = []
+        gate = asyncio.Event()
+        services = PartialsServices(gate)
+        turn = Turn(services, _options(live_transcripts=live), RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
+        await asyncio.wait_for(services.partials_read.wait(), 5)
+        assert not [e for e in sent if e["type"].startswith("conversation.item.input_audio_transcription")]
+        partials = [e["transcript"] for e in sent if e["type"] == "parley.input_audio_transcription.partial"]
+        assert partials == (["What is", "What is the capital"] if live else [])
+        sent.append({"type": "committed (the session's events)"})
+        turn.user_item_committed()
+        turn.end_input()
+        gate.set()
+        await asyncio.wait_for(turn.task, 5)
+        types = [e["type"] for e in sent]
+        committed = types.index("committed (the session's events)")
+        delta = types.index("conversation.item.input_audio_transcription.delta")
+        completed = types.index("conversation.item.input_audio_transcription.completed")
+        assert committed < delta < completed < types.index("response.done")
+        assert sent[delta]["delta"] == "What is the capital"
+        assert sent[completed]["transcript"] == "Hi there."

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.llm.sessions import Exchange, SessionCapacityError, SessionStore
+from services.llm.sessions import Message, SessionCapacityError, SessionStore
 
 
 class FakeClock:
@@ -22,23 +22,48 @@ def store(max_sessions: int = 2, clock: FakeClock | None = None) -> SessionStore
 def test_sessions_do_not_share_history_or_engine_state() -> None:
     sessions = store()
     a, b = sessions.open("a"), sessions.open("b")
-    a.exchanges.append(Exchange("1", "My name is Ada.", "Hello Ada."))
+    a.history += [Message("user", "My name is Ada.", "1"), Message("assistant", "Hello Ada.", "1")]
     a.engine_state["cache"] = "a's cache"
-    assert b.exchanges == [] and b.engine_state == {}
+    assert b.history == [] and b.engine_state == {}
     assert [m["content"] for m in b.messages("Who am I?")] == ["Be brief.", "Who am I?"]
     assert sessions.open("a") is a
 
 
-def test_messages_render_history_in_order_and_skip_missing_replies() -> None:
+def test_messages_render_history_in_order() -> None:
     session = store().open("s")
-    session.exchanges += [Exchange("1", "one", "reply one"), Exchange("2", "two", None)]
+    session.history += [
+        Message("user", "one", "1", ("item_1",)),
+        Message("assistant", "reply one", "1", ("item_2",)),
+        Message("user", "two", "2", ("item_3",)),
+        Message("system", "Speak French from now on.", "", ("item_4",)),
+    ]
     assert [(m["role"], m["content"]) for m in session.messages("three")] == [
         ("system", "Be brief."),
         ("user", "one"),
         ("assistant", "reply one"),
         ("user", "two"),
+        ("system", "Speak French from now on."),
         ("user", "three"),
     ]
+    assert session.turns == 2 and session.reply_of("1") is session.history[1] and session.reply_of("2") is None
+    assert session.messages("q", system_prompt="Once.", history=False) == [
+        {"role": "system", "content": "Once."},
+        {"role": "user", "content": "q"},
+    ]
+
+
+def test_messages_are_deleted_by_item_id_and_turns_dropped_whole() -> None:
+    session = store().open("s")
+    session.history += [
+        Message("user", "one", "1", ("item_1", "item_1b")),
+        Message("assistant", "reply one", "1", ("item_2",)),
+        Message("user", "two", "2", ("item_3",)),
+        Message("assistant", "reply two", "2", ("item_4",)),
+    ]
+    assert session.delete("item_1b") and not session.delete("item_1b")
+    assert [m.text for m in session.history] == ["reply one", "two", "reply two"]
+    session.drop_turn("2")
+    assert [m.text for m in session.history] == ["reply one"]
 
 
 def test_capacity_is_enforced_with_a_clear_message() -> None:
@@ -55,11 +80,11 @@ def test_capacity_is_enforced_with_a_clear_message() -> None:
 def test_reset_clears_history_and_cache_but_keeps_the_session() -> None:
     sessions = store()
     session = sessions.open("s")
-    session.exchanges.append(Exchange("1", "hi", "hello"))
+    session.history.append(Message("user", "hi", "1"))
     session.engine_state["cache"] = "full"
     session.system_prompt = "Custom."
     assert sessions.reset("s")
-    assert session.exchanges == [] and session.engine_state == {} and session.system_prompt == "Be brief."
+    assert session.history == [] and session.engine_state == {} and session.system_prompt == "Be brief."
     assert sessions.get("s") is session
 
 

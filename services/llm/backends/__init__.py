@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from services.llm.backends.tools import ToolUse
+
 # Model loading draws progress bars (GGUF de-quantisation, weight shards) that only clutter a
 # service's log. tqdm reads this when it is first imported, which importing torch does.
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -25,12 +27,17 @@ class GenerationParams:
 
 @dataclass
 class GenerationRequest:
-    """One reply to generate: the whole conversation as chat messages, newest last."""
+    """One reply to generate: the whole conversation as chat messages, newest last (function
+    calls and results in the form of backends/tools.py)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: GenerationParams
     images: list[bytes] = field(default_factory=list)  # JPEG, for models that see
     audio: np.ndarray | None = None  # 16 kHz float32, for models that hear
+    tools: ToolUse | None = None  # functions the prompt offers
+    # The reply must be JSON valid under this schema (a required function call): the engine
+    # generates it under the schema, token by token.
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -54,8 +61,8 @@ class LanguageModel(Protocol):
     def new_session_state(self) -> Any:
         """Per-session engine state (a KV cache, say); kept between turns, dropped on reset."""
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        """Prompt tokens of ``messages`` with the generation prompt, for fitting the context."""
+    def count_tokens(self, messages: list[dict[str, Any]], tools: ToolUse | None = None) -> int:
+        """Prompt tokens of ``messages`` (and ``tools``) with the generation prompt, for fitting the context."""
 
     def generate(self, request: GenerationRequest, state: Any, stats: GenerationStats) -> AsyncGenerator[str, None]:
         """Stream the reply as text deltas. Closing the iterator early (a cancelled turn) stops

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from services.common.bundled import BundledFile
-from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, int4
+from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, int4, tools
 from services.llm.backends.text import IncrementalDetokenizer, StopStringFilter, common_prefix_length
 from services.llm.settings import LlmSettings
 
@@ -103,6 +103,8 @@ class TransformersLanguageModel:
         config_eos = self.model.generation_config.eos_token_id
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
+        self._knows_tools = tools.template_knows_tools(self.tokenizer.chat_template)
+        self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, made on first use
         # Every session starts with the default system prompt already in its cache, so a first
         # turn computes only the user's message. (This also warms the kernels up.)
         self._system_prefix = self._prefill_system_prompt(settings.system_prompt)
@@ -135,15 +137,16 @@ class TransformersLanguageModel:
     def new_session_state(self) -> SessionCache:
         return SessionCache()
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def prompt_ids(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None = None) -> list[int]:
+        rendered, tool_list = tools.for_template(messages, tool_use, self._knows_tools)
+        text = self.tokenizer.apply_chat_template(rendered, tools=tool_list, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _decode(self, token_ids: list[int]) -> str:
         return str(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return len(self.prompt_ids(messages))
+    def count_tokens(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None = None) -> int:
+        return len(self.prompt_ids(messages, tool_use))
 
     async def generate(
         self, request: GenerationRequest, state: SessionCache, stats: GenerationStats
@@ -223,7 +226,7 @@ class TransformersLanguageModel:
     def _steps(self, request: GenerationRequest, state: SessionCache, stats: GenerationStats) -> Iterator[str]:
         """One reply as steps: each ``next`` runs one prefill chunk or one token and yields the
         text it adds ("" when none)."""
-        ids = self.prompt_ids(request.messages)
+        ids = self.prompt_ids(request.messages, request.tools)
         if state.cache is None:
             state.cache = copy.deepcopy(self._system_prefix.cache)
             state.token_ids = list(self._system_prefix.token_ids)
@@ -243,9 +246,14 @@ class TransformersLanguageModel:
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         detokenizer = IncrementalDetokenizer(self._decode)
         stops = StopStringFilter(params.stop)
+        grammar = self._grammar(request.json_schema) if request.json_schema is not None else None
         stats.finish_reason = "length"
         for _ in range(params.max_output_tokens):
+            if grammar is not None:
+                grammar.constrain(logits)
             token = sample(logits, params, generator)
+            if grammar is not None:
+                grammar.consume(token)
             if token in self._eos_ids:
                 stats.finish_reason = "stop"
                 break
@@ -258,6 +266,13 @@ class TransformersLanguageModel:
             yield text  # out at once; the token's own forward pass is this reply's next step
             logits = self._forward([token], state)
         yield stops.flush()
+
+    def _grammar(self, schema: dict[str, Any]) -> JsonGrammar:
+        if self._grammar_tokenizer is None:
+            import llguidance.hf
+
+            self._grammar_tokenizer = llguidance.hf.from_tokenizer(self.tokenizer)  # type: ignore[arg-type]
+        return JsonGrammar(self._grammar_tokenizer, schema, self._eos_ids)
 
     def _forward(self, new_ids: list[int], state: SessionCache) -> torch.Tensor:
         output = self.model(
@@ -274,6 +289,41 @@ class TransformersLanguageModel:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class JsonGrammar:
+    """A reply held to a JSON Schema, token by token (llguidance): before each token the logits
+    of every token that would break the schema are masked out; once the JSON is whole, only the
+    end of the reply is left."""
+
+    def __init__(self, tokenizer: Any, schema: dict[str, Any], eos_ids: set[int]) -> None:
+        import llguidance
+        import llguidance.torch
+
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=tools.JSON_SEPARATORS)
+        self._matcher = llguidance.LLMatcher(tokenizer, grammar)
+        if self._matcher.get_error():
+            raise ValueError(f"the schema cannot be used: {self._matcher.get_error()}")
+        self._torch = llguidance.torch
+        self._mask = llguidance.torch.allocate_token_bitmask(1, tokenizer.vocab_size)
+        self._eos_ids = eos_ids
+
+    def constrain(self, logits: torch.Tensor) -> None:
+        self._torch.fill_next_token_bitmask(self._matcher, self._mask, 0)
+        vocab = self._mask.shape[-1] * 32
+        if logits.shape[-1] > vocab:  # the model's padding rows past the tokenizer's vocabulary
+            logits[vocab:] = float("-inf")
+        self._torch.apply_token_bitmask_inplace(logits, self._mask)
+        if self._matcher.is_accepting():  # whole: nothing but the end of the reply
+            allowed = torch.full_like(logits, float("-inf"))
+            for token in self._eos_ids:
+                if token < len(allowed):
+                    allowed[token] = 0
+            logits += allowed
+
+    def consume(self, token: int) -> None:
+        if token not in self._eos_ids:
+            self._matcher.consume_token(token)
 
 
 def sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None) -> int:

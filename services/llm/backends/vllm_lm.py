@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from services.llm.backends import GenerationRequest, GenerationStats
+from services.llm.backends import GenerationRequest, GenerationStats, tools
 from services.llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class VllmLanguageModel:
             )
         )
         self.tokenizer = self._engine.get_tokenizer()
+        self._knows_tools = tools.template_knows_tools(getattr(self.tokenizer, "chat_template", None))
         limits = self._multimodal_limits()
         self.sees_images = bool(limits.get("image", 0) != 0 and "image" in limits)
         self.hears_audio = bool(limits.get("audio", 0) != 0 and "audio" in limits)
@@ -103,15 +104,18 @@ class VllmLanguageModel:
     def new_session_state(self) -> None:
         return None  # vLLM's prefix cache finds the conversation's earlier turns by content
 
-    def _prompt(self, messages: list[dict[str, Any]]) -> str:
-        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    def _prompt(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None = None) -> str:
+        rendered, tool_list = tools.for_template(messages, tool_use, self._knows_tools)
+        return str(
+            self.tokenizer.apply_chat_template(rendered, tools=tool_list, add_generation_prompt=True, tokenize=False)
+        )
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return len(self.tokenizer(self._prompt(messages), add_special_tokens=False).input_ids)
+    def count_tokens(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None = None) -> int:
+        return len(self.tokenizer(self._prompt(messages, tool_use), add_special_tokens=False).input_ids)
 
     def _engine_input(self, request: GenerationRequest) -> dict[str, Any]:
         if not ((request.images and self.sees_images) or (request.audio is not None and self.hears_audio)):
-            text = self._prompt(request.messages)
+            text = self._prompt(request.messages, request.tools)
             return {"prompt_token_ids": list(self.tokenizer(text, add_special_tokens=False).input_ids)}
         from PIL import Image
 
@@ -128,15 +132,17 @@ class VllmLanguageModel:
             parts.append({"type": "audio"})
         parts.append({"type": "text", "text": messages[-1]["content"]})
         messages[-1] = {"role": "user", "content": parts}
-        return {"prompt": self._prompt(messages), "multi_modal_data": media}
+        return {"prompt": self._prompt(messages, request.tools), "multi_modal_data": media}
 
     async def generate(
         self, request: GenerationRequest, state: None, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         params = request.params
+        # A required function call: vLLM's structured output holds the reply to the schema.
+        structured = StructuredOutputsParams(json=request.json_schema) if request.json_schema is not None else None
         sampling = SamplingParams(
             max_tokens=params.max_output_tokens,
             temperature=params.temperature,
@@ -144,6 +150,7 @@ class VllmLanguageModel:
             seed=params.seed,
             stop=list(params.stop) or None,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=structured,
         )
         stats.finish_reason = "cancelled"  # until the engine says otherwise
         stream = self._engine.generate(self._engine_input(request), sampling, uuid.uuid4().hex)

@@ -29,6 +29,7 @@ import {
   onItemTruncated,
   onResponseCreated,
   onResponseDone,
+  onUserPartial,
   onUserTranscript,
   resetConversation,
   settlePendingUserEntries,
@@ -395,6 +396,7 @@ const HANDLERS = {
   },
   // A false interruption (speech over the assistant too short to count): the turn it opened is gone.
   "input_audio_buffer.cleared": () => settlePendingUserEntries(),
+  "parley.input_audio_transcription.partial": (e) => onUserPartial(e.item_id, e.transcript),
   "conversation.item.input_audio_transcription.delta": (e) => onUserTranscript(e.item_id, e.delta, false),
   "conversation.item.input_audio_transcription.completed": (e) => onUserTranscript(e.item_id, e.transcript, true),
   "response.created": onResponseCreated,

@@ -35,7 +35,8 @@ function sessionConfig() {
     type: "realtime",
     output_modalities: [voice ? "audio" : "text"],
     audio: { input: { turn_detection: turnDetection } },
-    parley: { mode },
+    // The words as they are heard (parley.input_audio_transcription.partial), before the turn ends.
+    parley: { mode, live_transcripts: true },
   };
 }
 

@@ -118,9 +118,19 @@ export function onItemAdded(item) {
   }
 }
 
+// The words so far while the person speaks (Parley's live transcript): the whole text, revisable.
+export function onUserPartial(itemId, text) {
+  const entry = userEntry(itemId);
+  if (!entry || entry.done) return;
+  entry.live = true;
+  entry.text = text ?? "";
+  renderEntry(entry);
+}
+
 export function onUserTranscript(itemId, text, final) {
   const entry = userEntry(itemId);
   if (!entry) return;
+  if (!final && entry.live) return; // the live transcript already shows these words
   entry.text = final ? (text ?? "") : entry.text + (text ?? "");
   if (final && !entry.text.trim()) {
     onNothingHeard(entry);
