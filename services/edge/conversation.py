@@ -45,11 +45,6 @@ class Conversation:
         elif isinstance(event, rt.ConversationItemDeletedEvent):
             self._items.pop(event.item_id, None)
 
-    def last_is_function_result(self) -> bool:
-        """The newest item is a function's result (a response may follow without new input)."""
-        newest = next(reversed(self._items.values()), None)
-        return isinstance(newest, rt.RealtimeConversationItemFunctionCallOutput)
-
     def get(self, item_id: str) -> rt.ConversationItem | None:
         return self._items.get(item_id)
 

@@ -23,7 +23,17 @@ from openai.types.realtime import (
     realtime_tools_config_union,
 )
 from openai.types.responses.response_prompt import ResponsePrompt
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from services.common.limits import MAX_OUTPUT_TOKENS_API, MAX_SPEECH_SPEED, MIN_SPEECH_SPEED
 from services.edge import events
@@ -108,7 +118,7 @@ class FunctionTool(_Strict):
 
 class ToolChoiceFunction(_Strict):
     type: Literal["function"]
-    name: str
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class ToolChoiceMcp(_Strict):
@@ -118,7 +128,18 @@ class ToolChoiceMcp(_Strict):
 
 
 Tool = Annotated[FunctionTool | realtime_tools_config_union.Mcp, Field(discriminator="type")]
-ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction | ToolChoiceMcp
+
+
+def _named_function(value: object) -> object:
+    """A bare function name (the OpenAI Agents SDK sends one) stands for that function."""
+    if isinstance(value, str) and value not in ("auto", "none", "required"):
+        return {"type": "function", "name": value}
+    return value
+
+
+ToolChoice = Annotated[
+    Literal["auto", "none", "required"] | ToolChoiceFunction | ToolChoiceMcp, BeforeValidator(_named_function)
+]
 
 
 class SessionConfig(_Strict):

@@ -426,6 +426,8 @@ class Session:
         self._last_item_id = item_id
 
     async def _create_item(self, event: protocol.ConversationItemCreate) -> None:
+        if event.previous_item_id == "root" and self._last_item_id is None:
+            event.previous_item_id = None  # the start of an empty conversation is its end
         item = event.item
         item_id = item.id or events.new_id("item")
         if item_id in self.conversation or item_id in self._pending.item_ids:
@@ -438,7 +440,8 @@ class Session:
         if event.previous_item_id not in (None, self._last_item_id):
             raise ProtocolError(
                 "invalid_value",
-                "a user message goes at the end of the conversation (previous_item_id: the newest item, or none)",
+                "a user message goes at the end of the conversation (previous_item_id: the newest item, or none; "
+                "'root' only while the conversation is empty)",
                 event.event_id,
                 "previous_item_id",
             )
@@ -564,14 +567,9 @@ class Session:
         if params.conversation == "none":
             await self._respond_out_of_band(event, params)
             return
-        continues = not self._pending and self.conversation.last_is_function_result()
-        if not self._pending and not continues:
-            raise ProtocolError(
-                "nothing_to_respond_to",
-                "add a user message (conversation.item.create), commit audio or give a function's result "
-                "(a function_call_output item) before response.create",
-                event.event_id,
-            )
+        # Nothing new: the model answers the conversation as it stands (a function's result, or it
+        # speaks first: a greeting under the response's instructions), as the API does.
+        continues = not self._pending
         if params.input is not None:
             raise ProtocolError(
                 "unsupported_value",
@@ -588,6 +586,7 @@ class Session:
             )
         options = await self._response_options(event, params, self._pending.audio_item)
         options.user_item_ids = self._pending.item_ids
+        options.answer_history = continues
         turn = self._new_turn(options)
         _send_inputs(turn, self._pending.take())
         turn.end_input()

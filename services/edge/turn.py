@@ -81,6 +81,7 @@ class TurnOptions:
     user_item_ids: list[str] = field(default_factory=list)  # the client's items this turn's input merges
     tools: list[conversation_pb2.Tool] = field(default_factory=list)  # functions the model may call
     tool_choice: conversation_pb2.ToolChoice | None = None
+    answer_history: bool = False  # no input: the model replies to the conversation as it stands
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
@@ -347,6 +348,7 @@ class Turn:
             or ([self.options.user_item_id] if self.options.user_item_id else []),
             reply_item_id=self.item_id,
             tools=self.options.tools,
+            answer_history=self.options.answer_history,
         )
         if self.options.tool_choice is not None:
             header.tool_choice.CopyFrom(self.options.tool_choice)

@@ -180,10 +180,10 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 assert isinstance(item, conversation_pb2.RespondResponse)
                 yield item
             input_ended = time.perf_counter()
-            if not turn.has_input and not _answerable(session, header):
+            if not turn.has_input and not header.answer_history:
                 raise InvalidRequest(
-                    "the turn has no input: send audio, text or images before EndOfInput (a turn without "
-                    "input answers a history that ends with the user's or a tool's message)"
+                    "the turn has no input: send audio, text or images before EndOfInput (or set answer_history "
+                    "to reply to the history as it stands)"
                 )
             transcript, timings = "", {}
             if transcriber is not None and turn.audio_samples:
@@ -467,9 +467,3 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 log.info("session expired", extra={"session": session_id})
                 self._trimmer.soon()
             metrics.SESSIONS_ACTIVE.set(len(self._sessions))
-
-
-def _answerable(session: Session, header: conversation_pb2.TurnHeader) -> bool:
-    """A turn without input answers the history as it stands: one ending with the user's words
-    or a tool's result (a client continuing after it ran a function)."""
-    return not header.without_history and bool(session.history) and session.history[-1].role in ("user", "tool")

@@ -92,7 +92,7 @@ async def test_unknown_api_paths_get_json_404(edge_service: ServiceProcess) -> N
         ('{"type": "session.update", "session": {"parley": {"mode": "simplex"}}}', "invalid_value", "mode"),
         ('{"type": "session.update", "session": {"voice_of_god": true}}', "unknown_parameter", "voice_of_god"),
         ('{"type": "response.cancel"}', "response_cancel_not_active", "no active response"),
-        ('{"type": "response.create"}', "nothing_to_respond_to", "conversation.item.create"),
+        ('{"type": "response.create", "response": {"conversation": "elsewhere"}}', "invalid_value", "conversation"),
         ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty", "100 ms"),
         # Values a turn would refuse are refused where they are set (they used to pass, then fail
         # every turn, or leave a response open for ever).

@@ -33,8 +33,8 @@ async def _text_session(socket: RealtimeSocket) -> None:
 
 
 async def _ask(socket: RealtimeSocket, text: str, **response: Any) -> dict[str, Any]:
-    """Add a user message (unless the response brings its own input), ask for a response; its response.done."""
-    if "input" not in response:
+    """Add a user message (if there is text), ask for a response; its response.done."""
+    if text:
         await socket.send({"type": "conversation.item.create", "item": _message("user", text)})
     await socket.send({"type": "response.create", "response": response})
     done = await socket.next_event("response.done", "error", timeout=30)
@@ -116,3 +116,14 @@ async def test_an_out_of_band_response_leaves_the_conversation_as_it_was(edge_se
         assert "Classify" not in said and "capital of France" in said, "nothing of it entered the history"
         await socket.send({"type": "response.create", "response": {"conversation": "none"}})
         assert (await socket.next_event("error"))["error"]["param"] == "response.input"
+
+
+async def test_a_response_to_nothing_new_answers_the_conversation_as_it_stands(edge_service: ServiceProcess) -> None:
+    """As the API does: the model speaks first (a greeting under the response's instructions), or
+    answers what is there; LiveKit's generate_reply() relies on it."""
+    async with realtime_socket(edge_service.url) as socket:
+        await _text_session(socket)
+        done = await _ask(socket, "", instructions="Greet the user.")
+        assert _said(done).strip()
+        said = _said(await _ask(socket, "Repeat the conversation."))
+        assert said.startswith(f"system: {SYSTEM_PROMPT} / assistant: "), "the greeting is in the history"

@@ -78,12 +78,12 @@ async def test_a_functions_result_is_answered_by_a_turn_without_input(llm_channe
     )
     added = await stub.AddMessages(conversation_pb2.AddMessagesRequest(session_id=session, messages=[result]))
     assert added.history_messages == 3  # the question, the call, its result
-    answer = await respond(llm_channel, [header(session, tools=TOOLS), END])
+    answer = await respond(llm_channel, [header(session, tools=TOOLS, answer_history=True), END])
     assert answer.done is not None and answer.reply.strip(), "the model answers the result"
     assert answer.accepted is not None and answer.accepted.history_turns == 1
 
 
-async def test_a_turn_without_input_needs_something_to_answer(llm_channel: grpc.aio.Channel) -> None:
+async def test_a_turn_without_input_must_say_it_answers_the_history(llm_channel: grpc.aio.Channel) -> None:
     try:
         await respond(llm_channel, [header(_session()), END])
     except grpc.aio.AioRpcError as exc:

@@ -112,7 +112,9 @@ class ScriptedLanguageModel:
             return json.dumps(example_of(request.json_schema))
         if last["role"] == "tool":
             return f"The function said: {last['content']}"
-        user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
+        if user is None:  # nothing said yet: the model speaks first
+            return "Hello! How can I help you today?"
         if request.tools is not None and request.tools.tools and re.search(r"\bweather\b", user, re.IGNORECASE):
             tool = request.tools.tools[0]
             call = {"name": tool.name, "arguments": example_of(tool.arguments_schema)}

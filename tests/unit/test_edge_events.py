@@ -131,7 +131,7 @@ def test_a_session_update_as_the_frameworks_send_it_is_accepted() -> None:
 def test_bad_values_of_documented_fields_are_still_refused() -> None:
     for session, param in [
         ({"tracing": "everything"}, "tracing"),
-        ({"tool_choice": "sometimes"}, "tool_choice"),
+        ({"tool_choice": "not a function name!"}, "tool_choice"),
         ({"tools": [{"type": "function", "name": "has space"}]}, "tools"),
         ({"audio": {"input": {"format": {"type": "audio/pcmu"}}}}, "audio.input.format"),
     ]:
