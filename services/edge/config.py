@@ -104,6 +104,15 @@ class SessionState:
         return self.tts_voice or self._settings.voice
 
     @property
+    def transcription_prompt(self) -> str:
+        """Words the recogniser should expect: the session's transcription prompt and keywords."""
+        audio = self.config.audio
+        transcription = audio.input.transcription if audio and audio.input else None
+        if transcription is None:
+            return ""
+        return " ".join(part for part in (transcription.prompt, ", ".join(transcription.keywords or [])) if part)
+
+    @property
     def speed(self) -> float | None:
         audio = self.config.audio
         return audio.output.speed if audio and audio.output else None
@@ -140,7 +149,7 @@ class SessionState:
                     transcription=rt.AudioTranscription(
                         model=(transcription.model if transcription else None) or "whisper",
                         language="en",  # the bundled recogniser is English only
-                        prompt=None,
+                        prompt=self.transcription_prompt or None,
                     ),
                     noise_reduction=None,
                     turn_detection=_turn_detection_object(self.turn_detection),

@@ -101,6 +101,9 @@ class Session:
         self._started_response: str | None = None  # the response output_audio_buffer.started was sent for
         self._last_played: tuple[str, str] | None = None  # (response id, item id) of the audio last in the output
         self._response_turn: Turn | None = None  # the turn producing the current response
+        self._waiting_reply: Turn | None = None  # a reply kept back until the one playing ends (no interruption)
+        self._idle_timer: asyncio.TimerHandle | None = None  # turn_detection.idle_timeout_ms after a reply
+        self._idle_turn: Turn | None = None  # the reply the last idle timeout made
         self._listening = True
         self._vad: VadStream | None = None
         # Full duplex.
@@ -195,6 +198,9 @@ class Session:
             self._confirm_timer.cancel()
         if self._held_turn is not None:
             self._held_turn.discard()
+        if self._waiting_reply is not None:
+            self._waiting_reply.discard()
+        self._cancel_idle_timeout()
         await cancel_and_wait(self._user_turn)
         await cancel_and_wait(self._response_turn)
         if self.admitted and self._services.llm is not None:
@@ -540,6 +546,7 @@ class Session:
             stall_seconds=self._settings.service_stall_seconds,
             tools=tools.for_turn(self.state.config.tools),
             tool_choice=tools.choice_for_turn(self.state.config.tool_choice),
+            transcription_prompt=self.state.transcription_prompt,
         )
 
     def _new_turn(self, options: TurnOptions) -> Turn:
@@ -666,6 +673,7 @@ class Session:
         return context, inputs
 
     def _start_response(self, turn: Turn) -> None:
+        self._cancel_idle_timeout()
         self._response_turn = turn
         self._speaking = turn
         self._replies[turn.item_id] = turn
@@ -706,6 +714,48 @@ class Session:
             self._speaking = None
         if self._response_turn is None and self._user_turn is None:
             self._listening = True
+        waiting = self._waiting_reply
+        if waiting is not None and self._response_turn is None and self._speaking is None:
+            self._waiting_reply = None  # the reply it waited for has been heard out: its turn now
+            self._start_response(waiting)
+            waiting.release()
+        elif turn.replied and turn is not self._idle_turn and self._response_turn is None and self._user_turn is None:
+            self._arm_idle_timeout()  # once a silence: not again after the reply the timeout made
+
+    def _arm_idle_timeout(self) -> None:
+        """server_vad's idle_timeout_ms: once a reply has been heard out, silence that long makes
+        the model speak again (input_audio_buffer.timeout_triggered, then a response)."""
+        detection = self.state.turn_detection
+        self._cancel_idle_timeout()
+        if detection is None or detection.type != "server_vad" or not detection.idle_timeout_ms:
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            detection.idle_timeout_ms / 1000, self._on_idle_timeout
+        )
+
+    def _cancel_idle_timeout(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self._idle_timer = None
+        if self.closed.is_set() or self._user_turn or self._response_turn or self._held_turn or self._waiting_reply:
+            return
+        item_id = events.new_id("item")
+        start, end = _ms(self._commit_offset), _ms(self._input.total)
+        self.emit(
+            events.make(rt.InputAudioBufferTimeoutTriggered, audio_start_ms=start, audio_end_ms=end, item_id=item_id)
+        )
+        self.emit(events.make(rt.InputAudioBufferCommittedEvent, previous_item_id=self._last_item_id, item_id=item_id))
+        self._add_user_item(item_id, [events.UserContent(type="input_audio", transcript=None)])
+        self._commit_offset = self._input.total
+        options = self._options(None, respond_at_once=True)
+        options.answer_history = True  # the silence has no words: the model goes on from the conversation
+        turn = self._new_turn(options)
+        turn.end_input()
+        self._idle_turn = turn
+        self._start_response(turn)
 
     def _playing_response_id(self) -> str | None:
         """The response whose audio is in the output now (or was last)."""
@@ -851,7 +901,7 @@ class Session:
                 self._echo_speech, self._echo_checked = start, now
                 return
             if replying:
-                self._begin_barge_in(start, now)
+                self._speech_over_reply(start, now)
                 return
         if not self._listening or self._user_turn is not None or self._response_turn is not None:
             return
@@ -860,6 +910,7 @@ class Session:
     def _hear_user(self, start: int, now: float) -> None:
         """The user started speaking at ``start``: tell the client and open their turn."""
         self._last_activity = now
+        self._cancel_idle_timeout()
         item_id = events.new_id("item")
         self.emit(events.make(rt.InputAudioBufferSpeechStartedEvent, audio_start_ms=_ms(start), item_id=item_id))
         self._user_turn = self._open_voice_turn(item_id, start)
@@ -997,8 +1048,8 @@ class Session:
         metrics.SPECULATIONS.labels(outcome="kept").inc()
         turn.timings.speech_end_detected = time.monotonic()
         self._user_turn = turn
-        self._end_user_turn(self._held_end, input_already_ended=True)
-        turn.release()
+        if self._end_user_turn(self._held_end, input_already_ended=True):
+            turn.release()
 
     # Full duplex: speech over the assistant.
 
@@ -1014,9 +1065,18 @@ class Session:
             start = max(self._echo_speech, self._input.total - INPUT_RATE // 2)
             self._echo_speech = None
             if self._speaking is not None or self._response_turn is not None:
-                self._begin_barge_in(start, now)
+                self._speech_over_reply(start, now)
             elif self._user_turn is None:
                 self.on_speech_started(start)
+
+    def _speech_over_reply(self, start: int, now: float) -> None:
+        """The user speaks while the assistant does: a barge-in, or, with ``interrupt_response``
+        false, their turn opens beside the reply, whose voice plays on (theirs is answered after)."""
+        detection = self.state.turn_detection
+        if detection is None or detection.interrupt_response:
+            self._begin_barge_in(start, now)
+        elif self._user_turn is None and self._waiting_reply is None:
+            self._hear_user(start, now)
 
     def _begin_barge_in(self, start: int, now: float) -> None:
         """Speech over the assistant: pause its voice now, and hear the user out."""
@@ -1114,7 +1174,8 @@ class Session:
             if exc.code() != grpc.StatusCode.NOT_FOUND:  # a reply the LLM never kept needs no cut
                 log.warning("truncate failed", extra={"session": self.session_id, "status": exc.code().name})
 
-    def _end_user_turn(self, end: int, input_already_ended: bool = False) -> None:
+    def _end_user_turn(self, end: int, input_already_ended: bool = False) -> bool:
+        """End the user's turn and start its reply; False if the reply waits for one still playing."""
         turn = self._user_turn
         assert turn is not None and turn.options.user_item_id is not None
         self._user_turn = None
@@ -1129,12 +1190,21 @@ class Session:
         if self.state.mode == "half_duplex":
             self._listening = False
         self._cut = None  # carried by this turn (or by the turn it replaced)
+        started = True
         self.emit(events.make(rt.InputAudioBufferSpeechStoppedEvent, audio_end_ms=_ms(end), item_id=item_id))
         self.emit(events.make(rt.InputAudioBufferCommittedEvent, previous_item_id=self._last_item_id, item_id=item_id))
         self._commit_offset = self._input.total
         self._add_user_item(item_id, [events.UserContent(type="input_audio", transcript=None)])
         turn.user_item_committed()
-        self._start_response(turn)
+        if self._response_turn is not None or self._speaking is not None:
+            # interrupt_response false: the user spoke over a reply that plays on; this turn's
+            # answer is made now but kept back until that reply has been heard out.
+            turn.hold()
+            self._waiting_reply = turn
+            started = False
+        else:
+            self._start_response(turn)
+        return started
 
 
 def _asked_voice(config: protocol.SessionConfig) -> str | None:

@@ -82,6 +82,7 @@ class TurnOptions:
     tools: list[conversation_pb2.Tool] = field(default_factory=list)  # functions the model may call
     tool_choice: conversation_pb2.ToolChoice | None = None
     answer_history: bool = False  # no input: the model replies to the conversation as it stands
+    transcription_prompt: str = ""  # words the recogniser should expect
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
@@ -349,6 +350,7 @@ class Turn:
             reply_item_id=self.item_id,
             tools=self.options.tools,
             answer_history=self.options.answer_history,
+            transcription_prompt=self.options.transcription_prompt,
         )
         if self.options.tool_choice is not None:
             header.tool_choice.CopyFrom(self.options.tool_choice)

@@ -68,9 +68,9 @@ def _load_in_worker(config: _WhisperConfig) -> None:
     _worker_whisper = Whisper(model, config.language, config.beam_size, config.path)
 
 
-def _transcribe_in_worker(audio: np.ndarray) -> str:
+def _transcribe_in_worker(audio: np.ndarray, prompt: str = "") -> str:
     assert _worker_whisper is not None
-    return _worker_whisper.transcribe(audio)
+    return _worker_whisper.transcribe(audio, prompt)
 
 
 class _WorkerPool:
@@ -94,16 +94,16 @@ class _WorkerPool:
             future.result()
         return pool
 
-    async def transcribe(self, audio: np.ndarray) -> str:
+    async def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): start new ones and try once more.
             log.error("a speech recognition worker died; starting new ones")
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = await asyncio.to_thread(self._start)
-            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio)
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -145,10 +145,11 @@ class SpeechRecognizer:
             background = dataclasses.replace(foreground, threads=1, niceness=settings.asr_background_niceness)
             self._background = _WorkerPool(settings.asr_background_workers, background)
 
-    async def transcribe(self, audio: np.ndarray, background: bool = False) -> str:
-        """Text of 16 kHz float32 mono ``audio``; ``background`` for work nobody waits for."""
+    async def transcribe(self, audio: np.ndarray, background: bool = False, prompt: str = "") -> str:
+        """Text of 16 kHz float32 mono ``audio``; ``background`` for work nobody waits for;
+        ``prompt``: words to expect (Whisper's prompt)."""
         pool = self._background if background and self._background is not None else self._foreground
-        return await pool.transcribe(audio)
+        return await pool.transcribe(audio, prompt)
 
     def close(self) -> None:
         self._foreground.close()
@@ -172,8 +173,10 @@ class TurnTranscriber:
         recognizer: SpeechRecognizer,
         partial_interval_ms: int,
         on_partial: Callable[[str], None] | None = None,
+        prompt: str = "",
     ) -> None:
         self._recognizer = recognizer
+        self._prompt = prompt  # words to expect (the session's transcription prompt)
         self._partial_interval = RATE * partial_interval_ms // 1000
         self._on_partial = on_partial
         self._chunks: list[np.ndarray] = []
@@ -212,7 +215,7 @@ class TurnTranscriber:
             await asyncio.shield(covering)
         if self._voiced_end <= self._decoded_upto:
             return self._decoded_text
-        return await self._recognizer.transcribe(self._audio())
+        return await self._recognizer.transcribe(self._audio(), prompt=self._prompt)
 
     def cancel(self) -> None:
         for task in self._running:
@@ -265,7 +268,7 @@ class TurnTranscriber:
 
     async def _decode(self, upto: int, background: bool) -> None:
         try:
-            text = await self._recognizer.transcribe(self._audio(upto), background=background)
+            text = await self._recognizer.transcribe(self._audio(upto), background=background, prompt=self._prompt)
         except Exception:
             log.exception("early transcription failed; the final one will run at the end of the turn")
             return

@@ -169,6 +169,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 on_partial=lambda text: partials.put_nowait(
                     conversation_pb2.RespondResponse(user_transcript=conversation_pb2.UserTranscript(text=text))
                 ),
+                prompt=header.transcription_prompt,
             )
         turn = TurnInput(self._settings, header.mode, transcriber)
         reader = asyncio.create_task(self._read_input(requests, turn, partials))

@@ -59,18 +59,28 @@ class Whisper:
         # Where the speech is, completes the encoder output with the encoding of 30 s of padding.
         self._silence = self._encode(np.full((model.feature_extractor.mel_filters.shape[0], WINDOW_FRAMES), PAD_VALUE))
 
-    def transcribe(self, audio: np.ndarray) -> str:
-        """Text of 16 kHz float32 mono ``audio``; empty when it holds no words."""
+    def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
+        """Text of 16 kHz float32 mono ``audio``; empty when it holds no words. ``prompt``: words
+        the audio is likely to hold (names, terms), which Whisper then spells as given."""
         if not len(audio) or float(np.max(np.abs(audio))) <= SILENT_PEAK:
             return ""
         if self.path == "stock":
-            return self._transcribe_stock(audio)
-        texts = (self._transcribe_length_following(piece) for piece in pieces(audio))
+            return self._transcribe_stock(audio, prompt)
+        texts = (self._transcribe_length_following(piece, prompt) for piece in pieces(audio))
         return " ".join(text for text in texts if text)
 
-    def _transcribe_stock(self, audio: np.ndarray) -> str:
+    def _decoder_prompt(self, prompt: str) -> list[int]:
+        """The decoder's start: Whisper's "previous text" (the prompt, its last half-context of
+        tokens) before the start of transcript, as faster-whisper builds it."""
+        if not prompt.strip():
+            return self._prompt
+        previous = self._tokenizer.encode(" " + prompt.strip())[-(self._model.max_length // 2 - 1) :]
+        return [self._tokenizer.sot_prev, *previous, *self._prompt]
+
+    def _transcribe_stock(self, audio: np.ndarray, prompt: str = "") -> str:
         segments, _ = self._model.transcribe(
             audio,
+            initial_prompt=prompt.strip() or None,
             language=self._language,
             beam_size=self._beam_size,
             # Beyond one window, timestamps: they are how Whisper moves through long audio.
@@ -86,7 +96,7 @@ class Whisper:
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 
-    def _transcribe_length_following(self, audio: np.ndarray) -> str:
+    def _transcribe_length_following(self, audio: np.ndarray, prompt: str = "") -> str:
         from ctranslate2 import StorageView
 
         features = self.features(audio)
@@ -96,12 +106,13 @@ class Whisper:
         encoded = self._encode(padded)
         whole = np.concatenate((encoded, self._silence[:, encoded.shape[1] :]), axis=1)
         seconds = len(audio) / RATE
-        cap = min(self._max_tokens, BASE_TOKENS + int(TOKENS_PER_SECOND * seconds))
+        decoder_prompt = self._decoder_prompt(prompt)
+        cap = min(self._model.max_length - len(decoder_prompt), BASE_TOKENS + int(TOKENS_PER_SECOND * seconds))
         result = self._model.model.generate(
             StorageView.from_array(np.ascontiguousarray(whole)),
-            [self._prompt],
+            [decoder_prompt],
             beam_size=self._beam_size,
-            max_length=len(self._prompt) + cap,
+            max_length=len(decoder_prompt) + cap,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,

@@ -130,3 +130,44 @@ async def test_omni_sends_camera_pictures_with_the_users_speech(
 def _llm_images(llm: ServiceProcess) -> float:
     with urllib.request.urlopen(llm.metrics_url, timeout=10) as response:
         return metric_value(response.read().decode(), "parley_llm_images_total")
+
+
+async def test_with_interrupt_response_false_speech_over_the_reply_is_answered_after_it(
+    edge_service: ServiceProcess,
+) -> None:
+    """turn_detection.interrupt_response false: the user's words over a reply open their turn,
+    the reply plays to its end (not paused, not cut), and their question is answered after it."""
+    session = {
+        **_full_duplex(),
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "interrupt_response": False}}},
+    }
+    call = RealtimeCall(edge_service.url, receive_prefetch=1)
+    try:
+        await call.connect(session)
+        await call.wait_for("session.created")
+        call.microphone.play(_said("Tell me about the history of the city of Paris."))
+        first = await call.wait_for("response.created", timeout=60)
+        await call.wait_for("output_audio_buffer.started", timeout=30)
+        await call.wait_until(lambda: call.loud_seconds() >= 1.5, timeout=30)  # well into the reply
+        before = len(call.events)
+        call.microphone.play(_said("What is the capital of Germany?"))
+        await call.wait_for("input_audio_buffer.committed", after=before, timeout=30)
+        second = await call.wait_for("response.created", after=before, timeout=90)
+        await call.wait_until(
+            lambda: any(d["response"]["id"] == second["response"]["id"] for d in call.of_type("response.done")), 60
+        )
+        done = {d["response"]["id"]: d["response"] for d in call.of_type("response.done")}
+        types = [e["type"] for e in call.events]
+    finally:
+        await call.close()
+    assert "conversation.item.truncated" not in types and "output_audio_buffer.cleared" not in types
+    first_done = done[first["response"]["id"]]
+    assert first_done["status"] == "completed", first_done["status_details"]
+    first_stopped = next(
+        i
+        for i, e in enumerate(call.events)
+        if e["type"] == "output_audio_buffer.stopped" and e["response_id"] == first["response"]["id"]
+    )
+    assert first_stopped < call.events.index(second), "the answer waited until the reply was heard out"
+    reply = done[second["response"]["id"]]["output"][0]["content"][0]["transcript"]
+    assert "Berlin" in reply, reply

@@ -181,3 +181,19 @@ async def test_a_turn_can_replace_one_begun_too_early(llm_channel: grpc.aio.Chan
     assert whole.accepted is not None and whole.accepted.history_turns == 0, "the early turn was dropped"
     after = await ask(llm_channel, session, "Thank you.", turn_id="after")
     assert after.accepted is not None and after.accepted.history_turns == 1
+
+
+async def test_a_transcription_prompt_spells_the_names_it_gives(llm_channel: grpc.aio.Channel) -> None:
+    """TurnHeader.transcription_prompt (a session's transcription prompt and keywords) reaches
+    the recogniser: an Irish name the bundled Whisper writes "Shubon" unprompted comes out as given."""
+    question = speech.resample(speech.piper_voice("Please send it to Siobhan Nakamura."), speech.VOICE_RATE, 16000)
+    audio, _ = speech.compose([0.3, question, 0.6], 16000)
+    prompted = await respond(
+        llm_channel,
+        [
+            header(new_session(), transcription_prompt="Siobhan Nakamura", transcribe_only=True),
+            *audio_chunks(audio),
+            END,
+        ],
+    )
+    assert prompted.transcript is not None and "Siobhan" in prompted.transcript, prompted.transcript

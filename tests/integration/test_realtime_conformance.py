@@ -173,3 +173,27 @@ async def test_a_webrtc_call_conforms_event_by_event(edge_service: ServiceProces
         )
     finally:
         await call.close()  # fails if any event did not conform
+
+
+async def test_idle_timeout_makes_the_model_speak_after_a_silence(edge_service: ServiceProcess) -> None:
+    """server_vad's idle_timeout_ms: once the reply has been heard out, that much silence
+    triggers input_audio_buffer.timeout_triggered and a response."""
+    async with realtime_socket(edge_service.url) as socket:
+        await socket.next_event("session.created")
+        detection = {"type": "server_vad", "silence_duration_ms": 500, "idle_timeout_ms": 5000}
+        await socket.send(
+            {
+                "type": "session.update",
+                "session": {"output_modalities": ["text"], "audio": {"input": {"turn_detection": detection}}},
+            }
+        )
+        await socket.next_event("session.updated")
+        await socket.append_audio(_question("What is the capital of France?"))
+        first = await socket.next_event("response.done", timeout=60)
+        triggered = await socket.next_event("input_audio_buffer.timeout_triggered", timeout=30)
+        second = await socket.next_event("response.done", timeout=60)
+    assert first["response"]["status"] == "completed" and second["response"]["status"] == "completed"
+    assert triggered["audio_end_ms"] >= triggered["audio_start_ms"]
+    types = _types(socket)
+    at = types.index("input_audio_buffer.timeout_triggered")
+    assert types[at + 1] == "input_audio_buffer.committed" and "response.created" in types[at:]

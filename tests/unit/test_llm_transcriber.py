@@ -21,7 +21,7 @@ class FakeRecognizer:
         self.release_background = asyncio.Event()
         self.release_background.set()
 
-    async def transcribe(self, audio: np.ndarray, background: bool = False) -> str:
+    async def transcribe(self, audio: np.ndarray, background: bool = False, prompt: str = "") -> str:
         self.calls.append(len(audio))
         if background:
             self.background_calls.append(len(audio))
