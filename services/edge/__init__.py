@@ -1,1 +1,1 @@
-"""The edge: WebRTC and WebSocket termination speaking the OpenAI Realtime API (in progress)."""
+"""The edge: WebRTC and WebSocket termination speaking the OpenAI Realtime API."""

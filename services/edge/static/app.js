@@ -2,7 +2,7 @@
 //
 // One WebRTC call to the edge: the microphone goes up as an Opus track, the assistant's voice
 // comes back as the remote track, and OpenAI Realtime (GA) events travel as JSON text on the
-// data channel "oai-events" that this page creates. See REALTIME_PROTOCOL.md for the events.
+// data channel "oai-events" that this page creates. The events: README, "The public protocol".
 //
 // The e2e driver (tests/e2e/drive_call.mjs) reads `window.parleyStats` and the element ids used
 // here; keep them stable.

@@ -1,7 +1,7 @@
 // The call: one WebRTC call to the edge. The microphone goes up as an Opus track, the
 // assistant's voice comes back as the remote track, and OpenAI Realtime (GA) events travel as
 // JSON text on the data channel "oai-events" that this page creates (sent by channel.js,
-// handled here). See REALTIME_PROTOCOL.md for the events.
+// handled here). The events: README, "The public protocol".
 
 import { sendSessionUpdate } from "./channel.js";
 import { applyMicForMode, setTalkUi } from "./chat.js";

@@ -1,5 +1,5 @@
 // Events to the server: OpenAI Realtime (GA) events sent as JSON text on the call's data
-// channel "oai-events". See REALTIME_PROTOCOL.md for the events.
+// channel "oai-events". The events: README, "The public protocol".
 
 import { isConnected } from "./page.js";
 import { call, isVoiceMode, settings } from "./state.js";

@@ -54,7 +54,7 @@ export function applyConfig(config) {
   for (const option of ui.mode.options) {
     const ready = available.has(option.value);
     option.disabled = !ready;
-    option.textContent = ready ? option.dataset.label : `${option.dataset.label} (coming soon)`;
+    option.textContent = ready ? option.dataset.label : `${option.dataset.label} (not on this server)`;
   }
   const wanted = available.has(settings.mode) ? settings.mode : config.default_mode;
   if (available.has(wanted)) ui.mode.value = wanted;
