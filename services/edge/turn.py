@@ -117,6 +117,7 @@ class Turn:
         self._message_index: int | None = None  # the assistant message's place among them, once opened
         self._calls: dict[str, _Call] = {}  # function calls by call id
         self._text: list[str] = []
+        self._audio_sent = 0  # samples of the user's audio (16 kHz) sent to the LLM
         self._transcript = ""  # the user's words sent in transcription deltas (which only append)
         self._partial = ""  # the newest partial transcript: ahead of the deltas, or revised
         self._final_transcript: str | None = None  # kept until the user item is committed
@@ -159,6 +160,7 @@ class Turn:
 
     def send_audio(self, pcm16: bytes) -> None:
         if pcm16 and not self._input_ended:
+            self._audio_sent += len(pcm16) // 2
             self._inputs.put_nowait(
                 conversation_pb2.RespondRequest(audio=audio_pb2.AudioChunk(pcm16=pcm16, sample_rate=16000))
             )
@@ -280,7 +282,7 @@ class Turn:
                 item_id=self.options.user_item_id,
                 content_index=0,
                 transcript=text,
-                usage=_TRANSCRIPTION_USAGE,
+                usage=_Duration(type="duration", seconds=round(self._audio_sent / 16000, 3)),
             )
         )
 
@@ -692,10 +694,9 @@ class _Call:
     done: bool = False
 
 
-# Parley's recogniser runs on the server's own hardware: no billed duration to report.
-_TRANSCRIPTION_USAGE = rt.conversation_item_input_audio_transcription_completed_event.UsageTranscriptTextUsageDuration(
-    type="duration", seconds=0
-)
+# A transcription's usage: the seconds of audio it took (the recogniser runs on the server's own
+# hardware: there are no tokens to bill).
+_Duration = rt.conversation_item_input_audio_transcription_completed_event.UsageTranscriptTextUsageDuration
 
 
 def heard_text(segments: list[tuple[str, int, int]], samples: int) -> str:

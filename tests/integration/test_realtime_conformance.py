@@ -71,6 +71,8 @@ async def test_a_framework_session_over_websocket_conforms_event_by_event(edge_s
         )
         assert user_added < first_transcription
         assert not socket.of_type("parley.input_audio_transcription.partial"), "Parley's own events only when asked"
+        usage = socket.of_type("conversation.item.input_audio_transcription.completed")[-1]["usage"]
+        assert usage["type"] == "duration" and usage["seconds"] > 1, "the seconds of speech transcribed"
         voice_response_id = done["response"]["id"]
         reply = done["response"]["output"][0]
         assert reply["content"][0]["type"] == "output_audio" and "Paris" in reply["content"][0]["transcript"]
