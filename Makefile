@@ -20,7 +20,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install clients-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools system-deps clean
+.PHONY: install vllm-install clients-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools bench-text-turns system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -126,6 +126,9 @@ bench-llm: install vllm-install system-deps
 
 bench-tools: install
 	$(BIN)/python -m bench.tools
+
+bench-text-turns: install
+	$(BIN)/python -m bench.text_turns
 
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad

@@ -17,6 +17,11 @@ ASR_EARLY_DECODES = Counter("parley_llm_asr_early_decodes", "Decodes run while a
 FIRST_TOKEN_SECONDS = Histogram(
     "parley_llm_first_token_seconds", "Start of generation to the first token of the reply.", buckets=LATENCY_BUCKETS
 )
+END_OF_TURN_SCORE_SECONDS = Histogram(
+    "parley_llm_end_of_turn_score_seconds",
+    "Model time of a ScoreEndOfTurn (the words' end-of-turn probability).",
+    buckets=LATENCY_BUCKETS,
+)
 DECODE_TOKENS_PER_SECOND = Histogram(
     "parley_llm_decode_tokens_per_second",
     "Reply tokens per second after the first, per turn.",

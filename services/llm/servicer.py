@@ -446,6 +446,37 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         self._trimmer.soon()  # its KV cache is free now: give the memory back
         return conversation_pb2.EndSessionResponse()
 
+    async def ScoreEndOfTurn(  # noqa: N802
+        self, request: conversation_pb2.ScoreEndOfTurnRequest, context: grpc.aio.ServicerContext
+    ) -> conversation_pb2.ScoreEndOfTurnResponse:
+        transcript = request.transcript.strip()
+        if not transcript or len(transcript) > self._settings.max_turn_text_chars:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"transcript must be 1-{self._settings.max_turn_text_chars} characters of the user's words",
+            )
+        score: Any = getattr(self._engine, "end_of_turn_probability", None)
+        if score is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"the {self._engine.name} engine does not score ends of turn"
+            )
+        # No lock: a turn of the session may be running (an answer begun at the pause being
+        # judged); the engine computes the score between its steps and leaves its cache as it was.
+        session = self._sessions.get(request.session_id)
+        if session is not None:
+            messages, state = session.messages(transcript), session.engine_state
+        else:
+            messages = [
+                {"role": "system", "content": self._settings.system_prompt},
+                {"role": "user", "content": transcript},
+            ]
+            state = self._engine.new_session_state()
+        result = await score(messages, state)
+        metrics.END_OF_TURN_SCORE_SECONDS.observe(result.inference_ms / 1000)
+        return conversation_pb2.ScoreEndOfTurnResponse(
+            probability=result.probability, inference_ms=result.inference_ms, computed_tokens=result.computed_tokens
+        )
+
     async def GetLoad(  # noqa: N802
         self, request: conversation_pb2.GetLoadRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.GetLoadResponse:

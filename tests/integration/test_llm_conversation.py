@@ -1,5 +1,6 @@
 """The LLM service with its bundled models: spoken and typed turns, sessions, images."""
 
+import asyncio
 import io
 import uuid
 
@@ -197,3 +198,61 @@ async def test_a_transcription_prompt_spells_the_names_it_gives(llm_channel: grp
         ],
     )
     assert prompted.transcript is not None and "Siobhan" in prompted.transcript, prompted.transcript
+
+
+async def test_the_end_of_turn_score_reads_the_words(llm_channel: grpc.aio.Channel) -> None:
+    """ScoreEndOfTurn: the words "…a table for" are not a finished turn; the whole sentence or
+    question is far more likely to be (bf16 moves the exact figures with the CPU, not this order)."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    for unfinished, finished in [
+        ("I'd like to book a table for", "I'd like to book a table for two people tonight."),
+        ("What is the capital of", "What is the capital of France?"),
+    ]:
+        cut = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=unfinished))
+        whole = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=finished))
+        assert cut.probability < 0.01 and whole.probability > 10 * max(cut.probability, 1e-4), (cut, whole)
+        assert cut.computed_tokens > 0 and cut.inference_ms > 0
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript="  "))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_scoring_a_pause_leaves_the_session_exactly_as_it_was(llm_channel: grpc.aio.Channel) -> None:
+    """Two sessions with the same first turn; one has its pause scored before the second turn.
+    The second turns are the same: same prompt, same tokens from the cache, same reply."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    scored, plain = new_session(), new_session()
+    for session in (scored, plain):
+        await ask(llm_channel, session, QUESTION, generation={"max_output_tokens": 12})
+    score = await stub.ScoreEndOfTurn(
+        conversation_pb2.ScoreEndOfTurnRequest(session_id=scored, transcript="And what about")
+    )
+    assert score.computed_tokens < 20, "the session's cache covered the history"
+    follow_up = "And what about Italy?"
+    after_score = await ask(llm_channel, scored, follow_up, generation={"max_output_tokens": 12})
+    after_nothing = await ask(llm_channel, plain, follow_up, generation={"max_output_tokens": 12})
+    assert after_score.accepted.history_turns == after_nothing.accepted.history_turns == 1
+    assert after_score.done.usage.input_tokens == after_nothing.done.usage.input_tokens
+    assert after_score.done.usage.cached_input_tokens == after_nothing.done.usage.cached_input_tokens
+    assert after_score.reply == after_nothing.reply
+
+
+async def test_scoring_while_the_session_answers_does_not_change_the_answer(llm_channel: grpc.aio.Channel) -> None:
+    """A pause is scored while an answer begun at it is being generated (the edge answers early):
+    the scores run between the answer's steps and the answer is the one it would have been."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    scored, plain = new_session(), new_session()
+    for session in (scored, plain):
+        await ask(llm_channel, session, "My favourite colour is green.", generation={"max_output_tokens": 8})
+
+    async def scores() -> list[float]:
+        request = conversation_pb2.ScoreEndOfTurnRequest(session_id=scored, transcript="Tell me about the history of")
+        return [(await stub.ScoreEndOfTurn(request)).probability for _ in range(6)]
+
+    question = "Tell me about the history of Paris."
+    answer, probabilities = await asyncio.gather(
+        ask(llm_channel, scored, question, generation={"max_output_tokens": 40}), scores()
+    )
+    unscored = await ask(llm_channel, plain, question, generation={"max_output_tokens": 40})
+    assert len(set(round(p, 4) for p in probabilities)) == 1, "the same words, the same score, every time"
+    assert answer.reply == unscored.reply

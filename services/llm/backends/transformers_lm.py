@@ -104,6 +104,9 @@ class TransformersLanguageModel:
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
         self._knows_tools = tools.template_knows_tools(self.tokenizer.chat_template)
+        # What ends a message in the chat format (ChatML's <|im_end|>): its probability after the
+        # user's words is how likely they have finished.
+        self._end_of_message_ids = self._eos_ids
         self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, made on first use
         # Every session starts with the default system prompt already in its cache, so a first
         # turn computes only the user's message. (This also warms the kernels up.)
@@ -267,6 +270,52 @@ class TransformersLanguageModel:
             logits = self._forward([token], state)
         yield stops.flush()
 
+    async def end_of_turn_probability(self, messages: list[dict[str, Any]], state: SessionCache) -> EndOfTurnScore:
+        """The probability of the end-of-message token right after the last (user) message's text,
+        computed on the engine thread between generation steps from the session's cache, which is
+        left exactly as it was."""
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[EndOfTurnScore] = loop.create_future()
+
+        def score() -> None:
+            try:
+                with torch.inference_mode():
+                    value = self._end_of_turn(messages, state)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, result, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, result, value, None)
+
+        self._jobs.put(score)
+        return await result
+
+    def _end_of_turn(self, messages: list[dict[str, Any]], state: SessionCache) -> EndOfTurnScore:
+        started = time.perf_counter()
+        rendered = str(self.tokenizer.apply_chat_template(messages, tokenize=False))
+        text = messages[-1]["content"]
+        cut = rendered.rfind(text)
+        if cut < 0:
+            raise ValueError("the chat template does not render the message's text as it is")
+        ids = list(self.tokenizer(rendered[: cut + len(text)], add_special_tokens=False).input_ids)
+        source = state if state.cache is not None else self._system_prefix
+        cached = common_prefix_length(source.token_ids, ids)
+        if cached < len(source.token_ids):  # the cache holds more than this prompt's prefix: not ours to crop
+            scratch = SessionCache(copy.deepcopy(source.cache), list(source.token_ids))
+        else:
+            scratch = SessionCache(source.cache, list(source.token_ids))
+        held = len(scratch.token_ids)
+        reused = min(cached, len(ids) - 1)
+        scratch.cache.crop(reused)
+        scratch.token_ids = ids[:reused]
+        try:
+            logits = self._forward(ids[reused:], scratch)
+        finally:
+            if scratch.cache is source.cache:
+                source.cache.crop(held)  # the session's cache as it was
+        probabilities = torch.softmax(logits, dim=-1)
+        end = sum(float(probabilities[t]) for t in self._end_of_message_ids)
+        return EndOfTurnScore(end, (time.perf_counter() - started) * 1000, len(ids) - reused)
+
     def _grammar(self, schema: dict[str, Any]) -> JsonGrammar:
         if self._grammar_tokenizer is None:
             import llguidance.hf
@@ -284,6 +333,22 @@ class TransformersLanguageModel:
     async def close(self) -> None:
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join, 10)
+
+
+@dataclass(frozen=True)
+class EndOfTurnScore:
+    probability: float
+    inference_ms: float
+    computed_tokens: int
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
