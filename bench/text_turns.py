@@ -6,7 +6,8 @@ sentence cut at a pause from a finished one, and what it costs.
 Through the real LLM service over gRPC, on the labelled sentences of tests/support/turn_samples.py
 (each cut where a person might pause, and whole). Prints each class's scores, the threshold that
 separates them best with its counts, and the scoring time (median, p95) for a session without
-history and for one 8 turns into a conversation (the session's cache then holds the history).
+history, for one 8 turns into a conversation (the session's cache then holds the history), and
+for the last word of a sentence scored word by word as partial transcripts would come.
 """
 
 from __future__ import annotations
@@ -39,10 +40,16 @@ async def run(address: str) -> None:
         session = f"bench-{uuid.uuid4().hex[:8]}"
         for question in FOLLOW_UPS:
             await ask(channel, session, question, generation={"max_output_tokens": 24})
-        history_ms = []
+        history_ms, growing_ms = [], []
         for first, rest in SENTENCES:
             request = conversation_pb2.ScoreEndOfTurnRequest(session_id=session, transcript=f"{first} {rest}")
             history_ms.append((await stub.ScoreEndOfTurn(request)).inference_ms)
+        for first, rest in SENTENCES:  # as partial transcripts come: the words so far, then one more each time
+            words = f"{first} {rest}".split()
+            for count in range(1, len(words) + 1):
+                request = conversation_pb2.ScoreEndOfTurnRequest(session_id=session, transcript=" ".join(words[:count]))
+                reply = await stub.ScoreEndOfTurn(request)
+            growing_ms.append(reply.inference_ms)
     print("complete:", " ".join(f"{p:.3f}" for p in sorted(complete)))
     print("cut:     ", " ".join(f"{p:.5f}" for p in sorted(cut)))
     best = max((sum(p >= t for p in complete) + sum(p < t for p in cut), t) for t in sorted({*complete, *cut, 1.0}))
@@ -51,7 +58,11 @@ async def run(address: str) -> None:
         f"(complete at or above it {sum(p >= best[1] for p in complete)}/{len(complete)}, "
         f"cut below it {sum(p < best[1] for p in cut)}/{len(cut)})"
     )
-    for name, times in (("no history", fresh_ms), ("8 turns of history", history_ms)):
+    for name, times in (
+        ("no history", fresh_ms),
+        ("8 turns of history", history_ms),
+        ("8 turns of history, the words scored as they grew (the last word's score)", growing_ms),
+    ):
         print(f"scoring time, {name}: median {statistics.median(times):.0f} ms, p95 {np.percentile(times, 95):.0f} ms")
 
 

@@ -256,3 +256,23 @@ async def test_scoring_while_the_session_answers_does_not_change_the_answer(llm_
     unscored = await ask(llm_channel, plain, question, generation={"max_output_tokens": 40})
     assert len(set(round(p, 4) for p in probabilities)) == 1, "the same words, the same score, every time"
     assert answer.reply == unscored.reply
+
+
+async def test_words_scored_as_they_grow_compute_only_what_was_added(llm_channel: grpc.aio.Channel) -> None:
+    """The session keeps its last score's own cache: the next score of the same words and more
+    computes only the words added, and comes out as a score from scratch does."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    growing, fresh = new_session(), new_session()
+    for session in (growing, fresh):
+        await ask(llm_channel, session, "My favourite colour is green.", generation={"max_output_tokens": 8})
+    partial = conversation_pb2.ScoreEndOfTurnRequest(session_id=growing, transcript="What is the capital of")
+    first = await stub.ScoreEndOfTurn(partial)
+    whole = await stub.ScoreEndOfTurn(
+        conversation_pb2.ScoreEndOfTurnRequest(session_id=growing, transcript="What is the capital of France?")
+    )
+    scratch = await stub.ScoreEndOfTurn(
+        conversation_pb2.ScoreEndOfTurnRequest(session_id=fresh, transcript="What is the capital of France?")
+    )
+    assert whole.computed_tokens <= 3 < first.computed_tokens, (first.computed_tokens, whole.computed_tokens)
+    assert scratch.computed_tokens == first.computed_tokens + whole.computed_tokens
+    assert abs(whole.probability - scratch.probability) <= 0.05 * max(scratch.probability, 0.01), (whole, scratch)

@@ -53,6 +53,9 @@ class SessionCache:
 
     cache: Any = None
     token_ids: list[int] = field(default_factory=list)
+    # The last end-of-turn score's own cache (a copy: the session's is never touched), so the
+    # next score of the same growing words computes only the words added since.
+    scoring: SessionCache | None = None
 
 
 @dataclass(eq=False)
@@ -298,20 +301,19 @@ class TransformersLanguageModel:
             raise ValueError("the chat template does not render the message's text as it is")
         ids = list(self.tokenizer(rendered[: cut + len(text)], add_special_tokens=False).input_ids)
         source = state if state.cache is not None else self._system_prefix
-        cached = common_prefix_length(source.token_ids, ids)
-        if cached < len(source.token_ids):  # the cache holds more than this prompt's prefix: not ours to crop
+        scratch = state.scoring
+        if scratch is None or common_prefix_length(scratch.token_ids, ids) < common_prefix_length(
+            source.token_ids, ids
+        ):
+            # The session has moved on (a new turn) or nothing was scored yet: start from a copy
+            # of its cache, which a turn of the session running meanwhile goes on using.
             scratch = SessionCache(copy.deepcopy(source.cache), list(source.token_ids))
-        else:
-            scratch = SessionCache(source.cache, list(source.token_ids))
-        held = len(scratch.token_ids)
-        reused = min(cached, len(ids) - 1)
+        state.scoring = None  # until this score is done: a failure leaves nothing half-made
+        reused = min(common_prefix_length(scratch.token_ids, ids), len(ids) - 1)
         scratch.cache.crop(reused)
         scratch.token_ids = ids[:reused]
-        try:
-            logits = self._forward(ids[reused:], scratch)
-        finally:
-            if scratch.cache is source.cache:
-                source.cache.crop(held)  # the session's cache as it was
+        logits = self._forward(ids[reused:], scratch)
+        state.scoring = scratch
         probabilities = torch.softmax(logits, dim=-1)
         end = sum(float(probabilities[t]) for t in self._end_of_message_ids)
         return EndOfTurnScore(end, (time.perf_counter() - started) * 1000, len(ids) - reused)
