@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import uuid
 
 import grpc
-import numpy as np
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
-from bench.llm import FOLLOW_UPS
+from bench.llm import FOLLOW_UPS, figures
 from tests.support.llm_client import ask
 from tests.support.processes import start_service
 from tests.support.turn_samples import SENTENCES
@@ -63,7 +61,7 @@ async def run(address: str) -> None:
         ("8 turns of history", history_ms),
         ("8 turns of history, the words scored as they grew (the last word's score)", growing_ms),
     ):
-        print(f"scoring time, {name}: median {statistics.median(times):.0f} ms, p95 {np.percentile(times, 95):.0f} ms")
+        print(f"scoring time, {name}: {figures(times, scale=1)}")
 
 
 def main() -> None:

@@ -14,16 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 import uuid
 
 import grpc
 import jsonschema
-import numpy as np
 from parley.v1 import conversation_pb2
 
+from bench.llm import figures
 from tests.support.llm_client import END, header, respond, text
 from tests.support.processes import start_service
 
@@ -104,8 +103,7 @@ async def run(address: str) -> None:
             city_right += arguments["city"].lower() == city.lower()
         print(
             f"required (named tool): arguments valid {valid}/{len(NEEDS)}, city right {city_right}/{len(NEEDS)}; "
-            f"whole turn median {statistics.median(latencies) * 1000:.0f} ms, "
-            f"p95 {np.percentile(latencies, 95) * 1000:.0f} ms"
+            f"whole turn {figures(latencies)}"
         )
 
 

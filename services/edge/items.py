@@ -12,7 +12,6 @@ import asyncio
 import base64
 import binascii
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,13 +102,23 @@ class PendingInput:
         return all(i.kind == "text" for i in self._inputs)
 
 
+# The LLM service's message roles, by the API's names.
+ROLES = {
+    "user": conversation_pb2.MESSAGE_ROLE_USER,
+    "assistant": conversation_pb2.MESSAGE_ROLE_ASSISTANT,
+    "system": conversation_pb2.MESSAGE_ROLE_SYSTEM,
+}
+
+
 async def user_content(
     item: protocol.ConversationItem,
     item_id: str,
     event_id: str | None,
-    check_audio_room: Callable[[int], None],
+    pending: PendingInput,
+    limits: ReplicaLimits,
 ) -> tuple[list[UserInput], list[events.UserContent]]:
-    """A user message's parts as inputs for the LLM and as content for the item's events."""
+    """A user message's parts as inputs for the LLM and as content for the item's events; its
+    audio is refused before it is decoded if it cannot fit beside what ``pending`` holds."""
     inputs: list[UserInput] = []
     content: list[events.UserContent] = []
     for index, part in enumerate(item.content):
@@ -126,7 +135,8 @@ async def user_content(
             content.append(events.UserContent(type="input_image", image_url=None, detail=part.detail or "auto"))
         elif part.type == "input_audio":
             # Refused before the work of decoding and resampling when it cannot fit anyway.
-            check_audio_room(len(part.audio or "") * 3 // 4 // 2 * INPUT_RATE // 24000)
+            samples = len(part.audio or "") * 3 // 4 // 2 * INPUT_RATE // 24000
+            pending.check_room({"audio": samples}, limits, event_id)
             try:
                 pcm = base64.b64decode(part.audio or "", validate=True)
             except (binascii.Error, ValueError):
@@ -191,10 +201,10 @@ def history_message(
     text = message_text(item, event_id)
     if item.role == "assistant":
         audio = any(p.type == "output_audio" for p in item.content)
-        role, shown = conversation_pb2.MESSAGE_ROLE_ASSISTANT, events.assistant_item(item_id, audio, text, "completed")
+        shown = events.assistant_item(item_id, audio, text, "completed")
     else:
-        role, shown = conversation_pb2.MESSAGE_ROLE_SYSTEM, events.system_item(item_id, text)
-    return conversation_pb2.HistoryMessage(item_id=item_id, role=role, text=text), shown
+        shown = events.system_item(item_id, text)
+    return conversation_pb2.HistoryMessage(item_id=item_id, role=ROLES[item.role], text=text), shown
 
 
 def image_to_jpeg(data_url: str, event_id: str | None, index: int) -> bytes:

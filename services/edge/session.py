@@ -337,9 +337,9 @@ class Session:
         elif isinstance(event, protocol.OutputAudioBufferClear):
             assert self.output is not None
             self.output.clear()
-            response_id = self._playing_response_id()
-            if response_id is not None:  # nothing was ever played: there is nothing to clear
-                self.emit(events.make(events.OutputAudioBufferCleared, response_id=response_id))
+            playing = self._playing()
+            if playing is not None:  # nothing was ever played: there is nothing to clear
+                self.emit(events.make(events.OutputAudioBufferCleared, response_id=playing[0]))
         else:
             raise ProtocolError(
                 "unsupported_event", f"{event.type} is not supported by this server yet", event_id, "type"
@@ -451,11 +451,8 @@ class Session:
                 event.event_id,
                 "previous_item_id",
             )
-
-        def check_audio_room(samples: int) -> None:
-            self._pending.check_room({"audio": samples}, self._services.limits, event.event_id)
-
-        inputs, content = await items.user_content(item, item_id, event.event_id, check_audio_room)
+        limits = self._services.limits
+        inputs, content = await items.user_content(item, item_id, event.event_id, self._pending, limits)
         self._pending.hold(inputs, self._services.limits, event.event_id)
         self._add_user_item(item_id, content)
 
@@ -483,7 +480,7 @@ class Session:
                     event.event_id,
                 )
             waiting = [
-                conversation_pb2.HistoryMessage(item_id=i.item_id, role=_ROLES["user"], text=str(i.value))
+                conversation_pb2.HistoryMessage(item_id=i.item_id, role=items.ROLES["user"], text=str(i.value))
                 for i in self._pending.take()
             ]
             messages = [*waiting, *messages]
@@ -662,14 +659,11 @@ class Session:
                 text = "\n".join(p.text or "" for p in item.content if p.type in ("input_text", "text"))
             else:
                 text = items.message_text(item, event_id)
-            context.append(conversation_pb2.HistoryMessage(role=_ROLES[item.role], text=text))
+            context.append(conversation_pb2.HistoryMessage(role=items.ROLES[item.role], text=text))
         room = PendingInput()  # the same limits as a response's waiting input
-
-        def check_audio_room(samples: int) -> None:
-            room.check_room({"audio": samples}, self._services.limits, event_id)
-
-        inputs, _ = await items.user_content(input_items[last_user], events.new_id("item"), event_id, check_audio_room)
-        room.hold(inputs, self._services.limits, event_id)
+        limits = self._services.limits
+        inputs, _ = await items.user_content(input_items[last_user], events.new_id("item"), event_id, room, limits)
+        room.hold(inputs, limits, event_id)
         return context, inputs
 
     def _start_response(self, turn: Turn) -> None:
@@ -757,18 +751,19 @@ class Session:
         self._idle_turn = turn
         self._start_response(turn)
 
-    def _playing_response_id(self) -> str | None:
-        """The response whose audio is in the output now (or was last)."""
+    def _playing(self) -> tuple[str, str] | None:
+        """(response id, item id) of the reply whose audio is in the output now, or was last."""
         turn = self._speaking or self._response_turn
         if turn is not None:
             self._last_played = (turn.response_id, turn.item_id)
-        return self._last_played[0] if self._last_played else None
+        return self._last_played
 
     def send_audio_delta(self, pcm16: bytes) -> None:
         """Assistant audio as a ``response.output_audio.delta`` event (WebSocket transport)."""
-        if self._playing_response_id() is None or self._last_played is None:
+        playing = self._playing()
+        if playing is None:
             return  # audio comes from a reply, so this does not happen
-        response_id, item_id = self._last_played
+        response_id, item_id = playing
         self.emit(
             events.make(
                 rt.ResponseAudioDeltaEvent,
@@ -783,10 +778,10 @@ class Session:
     def on_output_started(self) -> None:
         """The outgoing track began playing (WebRTC): once a response, though the track may run
         dry between pieces of speech."""
-        response_id = self._playing_response_id()
-        if response_id is None or response_id == self._started_response:
+        playing = self._playing()
+        if playing is None or playing[0] == self._started_response:
             return
-        self._started_response = response_id
+        response_id = self._started_response = playing[0]
         self.emit(events.make(events.OutputAudioBufferStarted, response_id=response_id))
 
     # Recording.
@@ -1232,13 +1227,6 @@ def _as_logged(raw: str | bytes) -> dict[str, Any]:
         return parsed
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return {"unparsed": text[:2000]}
-
-
-_ROLES = {
-    "user": conversation_pb2.MESSAGE_ROLE_USER,
-    "assistant": conversation_pb2.MESSAGE_ROLE_ASSISTANT,
-    "system": conversation_pb2.MESSAGE_ROLE_SYSTEM,
-}
 
 
 def _send_inputs(turn: Turn, inputs: list[UserInput]) -> None:

@@ -22,7 +22,14 @@ from services.llm.backends.tools import ToolUse
 from services.llm.reply import ReplyStream
 from services.llm.sessions import Message, Session, SessionCapacityError, SessionStore
 from services.llm.settings import LlmSettings
-from services.llm.turn import SESSION_ID, InvalidRequest, TurnInput, history_message, tool_use, validate_header
+from services.llm.turn import (
+    InvalidRequest,
+    TurnInput,
+    check_session_id,
+    history_message,
+    tool_use,
+    validate_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -393,13 +400,10 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     async def AddMessages(  # noqa: N802
         self, request: conversation_pb2.AddMessagesRequest, context: grpc.aio.ServicerContext
     ) -> conversation_pb2.AddMessagesResponse:
-        if not SESSION_ID.fullmatch(request.session_id):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "session_id must be 1-128 characters of letters, digits and . _ : @ -"
-            )
         if len(request.messages) > 64:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 64 messages at a time")
         try:
+            check_session_id(request.session_id)
             messages = [history_message(m, self._settings) for m in request.messages]
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -462,16 +466,10 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             )
         # No lock: a turn of the session may be running (an answer begun at the pause being
         # judged); the engine computes the score between its steps and leaves its cache as it was.
-        session = self._sessions.get(request.session_id)
-        if session is not None:
-            messages, state = session.messages(transcript), session.engine_state
-        else:
-            messages = [
-                {"role": "system", "content": self._settings.system_prompt},
-                {"role": "user", "content": transcript},
-            ]
-            state = self._engine.new_session_state()
-        result = await score(messages, state)
+        session = self._sessions.get(request.session_id) or Session(
+            request.session_id, self._engine.new_session_state(), self._settings.system_prompt
+        )  # unknown: after the system prompt alone, and nothing kept
+        result = await score(session.messages(transcript), session.engine_state)
         metrics.END_OF_TURN_SCORE_SECONDS.observe(result.inference_ms / 1000)
         return conversation_pb2.ScoreEndOfTurnResponse(
             probability=result.probability, inference_ms=result.inference_ms, computed_tokens=result.computed_tokens

@@ -25,10 +25,14 @@ SUPPORTED_RATES = (8000, 16000, 24000, 48000)
 SESSION_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
+def check_session_id(session_id: str) -> None:
+    if not SESSION_ID.fullmatch(session_id):
+        raise InvalidRequest("session_id must be 1-128 characters of letters, digits and . _ : @ -")
+
+
 def validate_header(header: conversation_pb2.TurnHeader, settings: LlmSettings) -> GenerationParams:
     """Check a turn header; return the generation parameters it asks for."""
-    if not SESSION_ID.fullmatch(header.session_id):
-        raise InvalidRequest("session_id must be 1-128 characters of letters, digits and . _ : @ -")
+    check_session_id(header.session_id)
     if len(header.turn_id) > 128:
         raise InvalidRequest("turn_id must be at most 128 characters")
     for name in ("system_prompt", "instructions"):

@@ -55,7 +55,6 @@ class Whisper:
         )
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)))
-        self._max_tokens = model.max_length - len(self._prompt)
         # Where the speech is, completes the encoder output with the encoding of 30 s of padding.
         self._silence = self._encode(np.full((model.feature_extractor.mel_filters.shape[0], WINDOW_FRAMES), PAD_VALUE))
 

@@ -107,9 +107,6 @@ class TransformersLanguageModel:
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
         self._knows_tools = tools.template_knows_tools(self.tokenizer.chat_template)
-        # What ends a message in the chat format (ChatML's <|im_end|>): its probability after the
-        # user's words is how likely they have finished.
-        self._end_of_message_ids = self._eos_ids
         self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, made on first use
         # Every session starts with the default system prompt already in its cache, so a first
         # turn computes only the user's message. (This also warms the kernels up.)
@@ -315,7 +312,9 @@ class TransformersLanguageModel:
         logits = self._forward(ids[reused:], scratch)
         state.scoring = scratch
         probabilities = torch.softmax(logits, dim=-1)
-        end = sum(float(probabilities[t]) for t in self._end_of_message_ids)
+        # What ends a message (ChatML's <|im_end|>, the end of a reply): its probability after the
+        # user's words is how likely they have finished.
+        end = sum(float(probabilities[t]) for t in self._eos_ids)
         return EndOfTurnScore(end, (time.perf_counter() - started) * 1000, len(ids) - reused)
 
     def _grammar(self, schema: dict[str, Any]) -> JsonGrammar:
