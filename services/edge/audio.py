@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -18,6 +17,8 @@ import av
 import numpy as np
 import soxr
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from services.edge import clock
 
 INPUT_RATE = 16000
 WEBRTC_RATE = 48000
@@ -170,12 +171,12 @@ class AssistantAudioTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
-            self._start = time.monotonic()
+            self._start = clock.now()
         else:
             self._timestamp += self._frame_samples
             # Pacing: RTP frames leave at the rate they play, so queued audio stays here, where a
             # barge-in can still drop it, instead of in the browser's jitter buffer.
-            delay = self._start + self._timestamp / WEBRTC_RATE - time.monotonic()
+            delay = self._start + self._timestamp / WEBRTC_RATE - clock.now()
             if delay > 0:
                 await asyncio.sleep(delay)
         wanted = self._frame_samples * 2
@@ -189,7 +190,7 @@ class AssistantAudioTrack(MediaStreamTrack):
                 chunk += bytes(wanted - len(chunk))
                 self._idle.set()
         if self.on_played is not None:
-            self.on_played(chunk, WEBRTC_RATE, time.monotonic())
+            self.on_played(chunk, WEBRTC_RATE, clock.now())
         frame = av.AudioFrame.from_ndarray(
             np.frombuffer(chunk, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
         )
@@ -218,7 +219,7 @@ class PlaybackClock:
         if self._paused is not None:
             self._paused += pcm16
             return
-        now = time.monotonic()
+        now = clock.now()
         starts = max(self._ends_at, now)
         self._ends_at = starts + len(pcm16) / 2 / self.sample_rate
         self._sent += len(pcm16) // 2
@@ -227,8 +228,8 @@ class PlaybackClock:
         self._send(pcm16)
 
     def clear(self) -> int:
-        unplayed = max(0.0, self._ends_at - time.monotonic())
-        self._ends_at = time.monotonic()
+        unplayed = max(0.0, self._ends_at - clock.now())
+        self._ends_at = clock.now()
         dropped = int(unplayed * self.sample_rate)
         self._dropped += dropped
         if self._paused is not None:
@@ -251,17 +252,17 @@ class PlaybackClock:
 
     @property
     def played_samples(self) -> int:
-        unplayed = max(0.0, self._ends_at - time.monotonic())
+        unplayed = max(0.0, self._ends_at - clock.now())
         return self._sent - self._dropped - int(unplayed * self.sample_rate)
 
     @property
     def queued_samples(self) -> int:
-        unplayed = max(0.0, self._ends_at - time.monotonic())
+        unplayed = max(0.0, self._ends_at - clock.now())
         return int(unplayed * self.sample_rate) + (len(self._paused) // 2 if self._paused is not None else 0)
 
     async def drained(self) -> None:
         while True:
-            delay = self._ends_at - time.monotonic()
+            delay = self._ends_at - clock.now()
             if delay > 0:
                 await asyncio.sleep(delay)  # the client's playback clock, not a race
             elif self._paused:

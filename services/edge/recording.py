@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.edge import clock
+
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
@@ -83,7 +85,7 @@ def _wav_header(sample_rate: int, data_bytes: int) -> bytes:
 class SessionRecorder:
     def __init__(self, folder: Path, metadata: dict[str, Any], input_rate: int) -> None:
         self.folder = folder
-        self._started = time.monotonic()
+        self._started = clock.now()
         self._metadata = {**metadata, "started_at": _now_iso(), "ended_at": None, "end_reason": None}
         (folder / "frames").mkdir(parents=True)
         self._write_metadata()
@@ -96,7 +98,7 @@ class SessionRecorder:
 
     @property
     def elapsed_ms(self) -> int:
-        return int((time.monotonic() - self._started) * 1000)
+        return int((clock.now() - self._started) * 1000)
 
     def event(self, direction: str, event: dict[str, Any]) -> None:
         """An event sent to the client ("server") or received from it ("client")."""

@@ -26,7 +26,6 @@ import base64
 import contextlib
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +34,7 @@ import grpc
 from openai.types import realtime as rt
 from parley.v1 import conversation_pb2, speech_pb2, vad_pb2
 
-from services.edge import events, items, metrics, protocol, tools
+from services.edge import clock, events, items, metrics, protocol, tools
 from services.edge.admission import Admission
 from services.edge.audio import INPUT_RATE, AudioOutput, InputAudio, PcmResampler
 from services.edge.config import OPENAI_VOICES, SessionState
@@ -121,8 +120,8 @@ class Session:
         self._queued = False  # waited in the admission queue
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_prompt: str | None = None
-        self._last_activity = time.monotonic()
-        self.started_at = time.monotonic()
+        self._last_activity = clock.now()
+        self.started_at = clock.now()
         self.closed = asyncio.Event()
         self._closing = False
         self.close_reason = ""
@@ -153,7 +152,7 @@ class Session:
     async def _wait_for_admission(self) -> None:
         """Get an LLM replica, waiting in line if every one is full; the session starts then."""
         assert self._admission is not None
-        asked = time.monotonic()
+        asked = clock.now()
         try:
             replica = await asyncio.wait_for(self._admission.admit(self), self._settings.queue_max_wait_seconds)
         except TimeoutError:
@@ -164,9 +163,9 @@ class Session:
         self._services = self._services.pinned(replica)
         self.admitted = True
         if self._queued:
-            waited = round(time.monotonic() - asked, 1)
+            waited = round(clock.now() - asked, 1)
             self.emit(events.make(events.QueueAdmitted, waited_seconds=waited))
-        self._last_activity = time.monotonic()
+        self._last_activity = clock.now()
         self._restart_vad()
 
     def queue_update(self, position: int, length: int, eta_seconds: float) -> None:
@@ -238,7 +237,7 @@ class Session:
         """Close the session after the idle timeout or at its maximum length."""
         idle, longest = self._settings.idle_timeout_seconds, self._settings.max_session_seconds
         while True:
-            now = time.monotonic()
+            now = clock.now()
             if self._response_turn is not None or not self.admitted:
                 self._last_activity = now  # the assistant speaking is activity, and so is waiting in line
             idle_left = self._last_activity + idle - now
@@ -263,7 +262,7 @@ class Session:
             return
         if not self._listening:
             pcm16 = bytes(len(pcm16))
-        now = time.monotonic()
+        now = clock.now()
         if self._recorder is not None:
             self._recorder.user_audio(pcm16)
         self._input.append(pcm16)
@@ -283,7 +282,7 @@ class Session:
         for total, when in self._arrivals:
             if total >= offset:
                 return when
-        return time.monotonic()
+        return clock.now()
 
     async def handle_text(self, raw: str | bytes) -> None:
         """One client event as JSON text."""
@@ -294,7 +293,7 @@ class Session:
             if not isinstance(event, protocol.InputAudioBufferAppend):
                 # Audio is not activity by itself (a client may stream silence forever); speech is,
                 # and the VAD says when there is speech.
-                self._last_activity = time.monotonic()
+                self._last_activity = clock.now()
             await self._dispatch(event)
         except ProtocolError as error:
             self._client_error(error)
@@ -699,7 +698,7 @@ class Session:
             await self.output.drained()
             if self._speaking is turn:
                 self._speaking = None
-                self._echo_tail_until = time.monotonic() + self._echo.max_delay
+                self._echo_tail_until = clock.now() + self._echo.max_delay
             if self.transport == "webrtc" and turn.heard is None:
                 self.emit(events.make(events.OutputAudioBufferStopped, response_id=turn.response_id))
             if self._settings.echo_guard_ms and self.state.mode == "half_duplex":
@@ -888,7 +887,7 @@ class Session:
             self._resume_held_turn()
             return
         if self._duplex and self._user_turn is None:
-            now = time.monotonic()
+            now = clock.now()
             replying = self._speaking is not None or self._response_turn is not None
             if (replying or now < self._echo_tail_until) and self._echo.is_echo(now):
                 log.info("speech taken for echo", extra={"session": self.session_id, "start": start})
@@ -900,7 +899,7 @@ class Session:
                 return
         if not self._listening or self._user_turn is not None or self._response_turn is not None:
             return
-        self._hear_user(start, time.monotonic())
+        self._hear_user(start, clock.now())
 
     def _hear_user(self, start: int, now: float) -> None:
         """The user started speaking at ``start``: tell the client and open their turn."""
@@ -920,7 +919,7 @@ class Session:
         turn.start_offset = start
         if self._cut is not None:  # a reply this user spoke over: cut before it is answered
             turn.send_cut(*self._cut)
-        self._send_camera_frame(turn, time.monotonic())
+        self._send_camera_frame(turn, clock.now())
         turn.send_audio(self._input.slice(start))
         return turn
 
@@ -960,7 +959,7 @@ class Session:
                 self._false_interruption(end)
                 return
             self._commit_barge_in()
-        now = time.monotonic()
+        now = clock.now()
         pause = pause_ms(detection, self._settings.speculative_pause_ms)
         heard = self._heard
         # The VAD speaks after the pause; the speech ended that long before the audio it has heard.
@@ -1016,7 +1015,7 @@ class Session:
             self._confirm_held_turn()
         elif self._user_turn is not None and self._user_turn.timings.speech_end is not None:
             self._user_turn.timings.end_of_turn = info
-            self._user_turn.timings.speech_end_detected = time.monotonic()
+            self._user_turn.timings.speech_end_detected = clock.now()
             self._end_user_turn(self._held_end)
 
     def _resume_held_turn(self) -> None:
@@ -1029,7 +1028,7 @@ class Session:
             self._confirm_timer.cancel()
         held.discard()
         metrics.SPECULATIONS.labels(outcome="dropped").inc()
-        self._last_activity = time.monotonic()
+        self._last_activity = clock.now()
         self._user_turn = self._open_voice_turn(held.options.user_item_id, held.start_offset, replaces=held.turn_id)
         self._user_turn.continue_transcript(held)  # the client has those words already
 
@@ -1041,7 +1040,7 @@ class Session:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
         metrics.SPECULATIONS.labels(outcome="kept").inc()
-        turn.timings.speech_end_detected = time.monotonic()
+        turn.timings.speech_end_detected = clock.now()
         self._user_turn = turn
         if self._end_user_turn(self._held_end, input_already_ended=True):
             turn.release()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import grpc
 from openai.types import realtime as rt
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
-from services.edge import events, metrics
+from services.edge import clock, events, metrics
 from services.edge.audio import AudioOutput
 from services.edge.events import ServerEvent
 from services.edge.models import ModelServices, ServiceFailure
@@ -228,7 +227,7 @@ class Turn:
         for item in held:
             if isinstance(item, bytes):
                 if self.timings.first_audio is None:
-                    self.timings.first_audio = time.monotonic()
+                    self.timings.first_audio = clock.now()
                 self._write_audio(item)
                 continue
             if isinstance(item, rt.ResponseDoneEvent) and isinstance(item.response, events.Response):
@@ -365,7 +364,7 @@ class Turn:
             item = await self._inputs.get()
             if item is _END:
                 await self._call.write(conversation_pb2.RespondRequest(end_of_input=conversation_pb2.EndOfInput()))
-                self.timings.input_done = time.monotonic()
+                self.timings.input_done = clock.now()
                 await self._call.done_writing()
                 return
             await self._call.write(item)
@@ -471,7 +470,7 @@ class Turn:
             self._announce()
             self._open_message()
             if self.timings.first_text is None:
-                self.timings.first_text = time.monotonic()
+                self.timings.first_text = clock.now()
             text = event.text_delta.text
             self._text.append(text)
             audio = "audio" in self.options.modalities
@@ -525,7 +524,7 @@ class Turn:
                         self._held.append(pcm)
                         continue
                     if self.timings.first_audio is None:
-                        self.timings.first_audio = time.monotonic()
+                        self.timings.first_audio = clock.now()
                     self._write_audio(pcm)
                 elif kind == "segment":
                     segment = response.segment
