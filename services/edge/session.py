@@ -46,7 +46,7 @@ from services.edge.models import ModelServices, ServiceFailure
 from services.edge.protocol import ProtocolError
 from services.edge.recording import SessionRecorder, start_recording
 from services.edge.settings import EdgeSettings
-from services.edge.turn import Turn, TurnOptions, cancel_and_wait
+from services.edge.turn import Turn, TurnOptions, cancel_and_wait, wait_for_end
 from services.edge.vad_stream import VadStream, detect_config, pause_ms, semantic_turn
 from services.edge.video import CameraFrames
 
@@ -678,8 +678,7 @@ class Session:
 
     async def _follow(self, turn: Turn) -> None:
         """After a response: metrics, output_audio_buffer.stopped, and listening again."""
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await turn.task
+        await wait_for_end(turn)
         if self._response_turn is turn:
             self._response_turn = None
         if turn.replied:
@@ -1154,8 +1153,7 @@ class Session:
 
     async def _truncate_in_llm(self, turn: Turn) -> None:
         """Between turns nothing carries the cut: call TruncateReply once the turn has wound up."""
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await turn.task
+        await wait_for_end(turn)
         try:
             assert self._services.llm is not None  # only admitted sessions have replies
             await self._services.llm.TruncateReply(

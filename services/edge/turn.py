@@ -385,7 +385,8 @@ class Turn:
             self._llm_done = True
             await writer
             if self._tts_call is not None:
-                with contextlib.suppress(grpc.aio.AioRpcError):  # the reader reports TTS failures
+                # A TTS call that already ended (it failed) refuses writes; its reader reports why.
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                     await self._tts_call.write(speech_pb2.SynthesizeRequest(end_of_text=speech_pb2.EndOfText()))
                     await self._tts_call.done_writing()
                 assert self._tts_reader is not None
@@ -720,5 +721,11 @@ async def cancel_and_wait(turn: Turn | None) -> None:
     if turn is None:
         return
     turn.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await turn.task
+    await wait_for_end(turn)
+
+
+async def wait_for_end(turn: Turn) -> None:
+    """Wait until a turn's task is over, however it ended. Unlike awaiting the task, a cancelled
+    or failed turn does not raise here, and cancelling the waiter does (it is not swallowed as
+    the turn's own cancellation would be)."""
+    await asyncio.wait({turn.task})

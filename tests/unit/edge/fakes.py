@@ -78,9 +78,23 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a scenario coroutine on a fresh virtual clock."""
+    """Run a scenario coroutine on a fresh virtual clock. A task that ended with an exception
+    (one nobody would see) or a callback that raised fails the scenario."""
+    tasks: list[asyncio.Task[Any]] = []
+    unhandled: list[str] = []
+
+    def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **options)
+        tasks.append(task)
+        return task
+
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        loop = runner.get_loop()
+        loop.set_task_factory(task_factory)
+        loop.set_exception_handler(lambda _, context: unhandled.append(context["message"]))
         runner.run(scenario())
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    assert not unhandled and not failed, [*unhandled, *(f"{t.get_name()}: {t.exception()!r}" for t in failed)]
 
 
 # The gRPC side.
