@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -19,6 +18,7 @@ from parley.v1 import audio_pb2, vad_pb2
 from services.edge.audio import INPUT_RATE
 from services.edge.models import ModelServices, ServiceFailure
 from services.edge.protocol import TurnDetection
+from services.edge.turn_taking import TurnTiming
 
 log = logging.getLogger(__name__)
 
@@ -27,55 +27,18 @@ _CHUNK_BYTES = 512 * 2
 _QUEUE_CHUNKS = 1000  # 20-32 s of audio held while the VAD is away
 
 
-@dataclass(frozen=True)
-class SemanticTurn:
-    """How semantic_vad judges a pause: scored after ``pause_ms`` of silence, finished at
-    ``completion_threshold``, and ended after ``max_wait_ms`` of silence whatever the score."""
-
-    pause_ms: int
-    completion_threshold: float
-    max_wait_ms: int
-
-
-# OpenAI's semantic_vad eagerness: how readily a pause counts as the end of the user's turn.
-EAGERNESS = {
-    "high": SemanticTurn(pause_ms=100, completion_threshold=0.5, max_wait_ms=1000),
-    "medium": SemanticTurn(pause_ms=150, completion_threshold=0.5, max_wait_ms=2000),
-    "low": SemanticTurn(pause_ms=250, completion_threshold=0.7, max_wait_ms=3000),
-}
-EAGERNESS["auto"] = EAGERNESS["medium"]
-
-
-def semantic_turn(detection: TurnDetection) -> SemanticTurn | None:
-    """The semantic end-of-turn settings of a session's turn detection (None: server_vad)."""
-    if detection.type != "semantic_vad":
-        return None
-    return EAGERNESS[detection.eagerness or "auto"]
-
-
-def pause_ms(detection: TurnDetection, speculative_pause_ms: int) -> int:
-    """The silence after which the VAD reports a pause: semantic_vad's scoring pause; with
-    server_vad the tentative pause when answers start early, else the turn's silence."""
-    semantic = semantic_turn(detection)
-    if semantic is not None:
-        return semantic.pause_ms
-    silence = detection.silence_duration_ms
-    return speculative_pause_ms if 0 < speculative_pause_ms < silence else silence
-
-
-def detect_config(detection: TurnDetection, speculative_pause_ms: int) -> vad_pb2.DetectConfig:
+def detect_config(detection: TurnDetection, timing: TurnTiming) -> vad_pb2.DetectConfig:
     config = vad_pb2.DetectConfig(
         sample_rate=INPUT_RATE,
         threshold=detection.threshold,
-        min_silence_ms=pause_ms(detection, speculative_pause_ms),
+        min_silence_ms=timing.pause_ms,
         speech_pad_ms=detection.prefix_padding_ms,
         # One message per chunk, after its events: how far the VAD has heard (VadStream.heard).
         emit_probabilities=True,
     )
-    semantic = semantic_turn(detection)
-    if semantic is not None:
-        config.turn_detection.completion_threshold = semantic.completion_threshold
-        config.turn_detection.max_wait_ms = semantic.max_wait_ms
+    if timing.semantic is not None:
+        config.turn_detection.completion_threshold = timing.semantic.completion_threshold
+        config.turn_detection.max_wait_ms = timing.semantic.max_wait_ms
     return config
 
 

@@ -89,3 +89,34 @@ async def test_server_vad_turns_say_they_ended_on_silence(edge_service: ServiceP
     finally:
         await call.close()
     assert done["response"]["parley"]["end_of_turn"] == {"detection": "server_vad", "reason": "silence"}
+
+
+async def test_a_live_session_update_of_turn_detection_keeps_the_turn_in_progress(
+    edge_service: ServiceProcess,
+) -> None:
+    """A client lengthening the silence while its user speaks (as LiveKit's update_options does):
+    the turn in progress is not dropped, and its 0.8 s pause, which would have ended it under
+    the 500 ms it began with, no longer does."""
+    call = RealtimeCall(edge_service.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "half_duplex"}})
+        await call.wait_for("session.created")
+        call.microphone.play(_said("What is the capital", 0.8, "of France?", 2.5))
+        await call.wait_for("input_audio_buffer.speech_started", timeout=30)
+        call.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "audio": {"input": {"turn_detection": {"silence_duration_ms": 1500}}}},
+            }
+        )
+        updated = await call.wait_for("session.updated")
+        done = await call.wait_for("response.done", timeout=60)
+        transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
+        await call.wait_for("output_audio_buffer.stopped", timeout=30)
+    finally:
+        await call.close()
+    assert updated["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 1500
+    assert len(call.of_type("input_audio_buffer.speech_started")) == 1
+    assert len(call.of_type("response.created")) == 1, "one answer, to the whole question"
+    assert {"capital", "france"} <= set(spoken_words(transcript)), transcript
+    assert done["response"]["status"] == "completed"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from services.edge.echo import EchoGuard
-from services.edge.turn import heard_text
+from services.edge.reply import heard_text
 from tests.support.speech import speak
 
 SEGMENTS = [("The capital of France", 0, 48000), ("is Paris, a city", 48000, 96000), ("of museums.", 96000, 120000)]

@@ -1,4 +1,4 @@
-"""The edge's Turn against fakes of the LLM and TTS calls.
+"""The edge's Reply against fakes of the LLM and TTS calls.
 
 A turn held at a tentative pause keeps its events and audio back; released, it sends them in
 the order they came (a reply that finished while held used to send its response.done before its
@@ -15,7 +15,7 @@ import grpc
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
 from services.edge import events
-from services.edge.turn import Turn, TurnOptions
+from services.edge.reply import Reply, ReplyOptions
 
 
 def _wire(sent: list[dict[str, Any]]) -> Callable[[Any], None]:
@@ -100,8 +100,8 @@ class RecordingOutput:
         self._log.append("audio")
 
 
-def _options(**changes: Any) -> TurnOptions:
-    options = TurnOptions(
+def _options(**changes: Any) -> ReplyOptions:
+    options = ReplyOptions(
         session_id="sess_test",
         mode=conversation_pb2.CONVERSATION_MODE_HALF_DUPLEX,
         modalities=["audio"],
@@ -119,7 +119,7 @@ def _options(**changes: Any) -> TurnOptions:
 
 async def test_a_reply_finished_while_held_is_released_audio_before_response_done() -> None:
     log: list[str] = []
-    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None)  # type: ignore[arg-type]
+    turn = Reply(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None).start()  # type: ignore[arg-type]
     turn.hold()
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -133,7 +133,7 @@ async def test_a_reply_finished_while_held_is_released_audio_before_response_don
 
 async def test_a_discarded_turn_sends_nothing() -> None:
     log: list[str] = []
-    turn = Turn(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None)  # type: ignore[arg-type]
+    turn = Reply(FakeServices(), _options(), RecordingOutput(log), lambda e: log.append(e.type), None).start()  # type: ignore[arg-type]
     turn.hold()
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -146,7 +146,7 @@ async def test_a_silent_llm_fails_the_reply_once_its_deadline_passes() -> None:
     sent: list[dict[str, Any]] = []
     never = asyncio.Event()
     options = _options(respond_at_once=True, stall_seconds=0.2)
-    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
+    turn = Reply(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None).start()  # type: ignore[arg-type]
     turn.send_text("Hello?")
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
@@ -163,7 +163,7 @@ async def test_input_that_cannot_be_sent_fails_the_turn_at_once() -> None:
     sent: list[dict[str, Any]] = []
     options = _options(respond_at_once=True, max_output_tokens=2**40, stall_seconds=600)
     never = asyncio.Event()
-    turn = Turn(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
+    turn = Reply(FakeServices(llm_gate=never), options, RecordingOutput([]), _wire(sent), None).start()  # type: ignore[arg-type]
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
     types = [e["type"] for e in sent]
@@ -215,7 +215,7 @@ class BrokenCall(FakeCall):
 
 async def test_a_reply_whose_speech_failed_is_failed_even_if_it_hit_its_token_limit() -> None:
     sent: list[dict[str, Any]] = []
-    turn = Turn(FailingTtsServices(), _options(), RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
+    turn = Reply(FailingTtsServices(), _options(), RecordingOutput([]), _wire(sent), None).start()  # type: ignore[arg-type]
     turn.end_input()
     await asyncio.wait_for(turn.task, 5)
     assert next(e for e in sent if e["type"] == "error")["error"]["code"] == "service_unavailable"
@@ -259,7 +259,7 @@ async def test_a_voice_turns_words_go_out_only_once_its_user_item_is_committed()
         sent: list[dict[str, Any]] = []
         gate = asyncio.Event()
         services = PartialsServices(gate)
-        turn = Turn(services, _options(live_transcripts=live), RecordingOutput([]), _wire(sent), None)  # type: ignore[arg-type]
+        turn = Reply(services, _options(live_transcripts=live), RecordingOutput([]), _wire(sent), None).start()  # type: ignore[arg-type]
         await asyncio.wait_for(services.partials_read.wait(), 5)
         assert not [e for e in sent if e["type"].startswith("conversation.item.input_audio_transcription")]
         partials = [e["transcript"] for e in sent if e["type"] == "parley.input_audio_transcription.partial"]

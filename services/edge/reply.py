@@ -1,5 +1,7 @@
-"""One conversation turn: a ``Respond`` call to the LLM service, its reply streamed into the TTS
-service and the assistant's audio output, and the Realtime API events that describe it.
+"""A reply: one ``Respond`` call to the LLM service (the contract's turn: the user's input and
+the answer to it), the answer streamed into the TTS service and the assistant's audio output,
+and the Realtime API events that describe it. The session holds it as a handle: feed it input,
+hold / release / discard it, cancel it, cut it to what was heard, wait for its end.
 
 Nothing waits for a whole stage: user audio streams into the LLM call while the user speaks,
 text deltas go to the TTS call as they arrive, and audio is played as soon as it comes back.
@@ -29,8 +31,8 @@ _END = object()
 
 
 @dataclass
-class TurnTimings:
-    """Monotonic times of a turn's milestones, in seconds; None until reached."""
+class ReplyTimings:
+    """A reply's milestones on the edge's clock, in seconds; None until reached."""
 
     speech_end: float | None = None  # the last speech sample reached the edge
     speech_end_detected: float | None = None  # the VAD said so
@@ -60,7 +62,7 @@ class TurnTimings:
 
 
 @dataclass
-class TurnOptions:
+class ReplyOptions:
     session_id: str
     mode: int  # conversation_pb2.ConversationMode
     modalities: list[events.Modality]
@@ -86,14 +88,14 @@ class TurnOptions:
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
 
-class Turn:
-    """A running turn. Feed it input with ``send_*``, then ``end_input``; ``task`` finishes when
-    the response is done (completed, cancelled or failed)."""
+class Reply:
+    """Feed it input with ``send_*``, then ``end_input``; ``start()`` runs it, and ``task``
+    finishes when the response is done (completed, cancelled or failed)."""
 
     def __init__(
         self,
         services: ModelServices,
-        options: TurnOptions,
+        options: ReplyOptions,
         output: AudioOutput,
         emit: Callable[[ServerEvent], None],
         previous_item_id: str | None,
@@ -106,7 +108,7 @@ class Turn:
         self.turn_id = events.new_id("turn")
         self.response_id = events.new_id("resp")
         self.item_id = events.new_id("item")
-        self.timings = TurnTimings()
+        self.timings = ReplyTimings()
         self._inputs: asyncio.Queue[object] = asyncio.Queue()
         self._call: Any = None  # opened by the task, once the LLM service's channel is ready
         self._tts_call: Any = None
@@ -133,13 +135,12 @@ class Turn:
         self.output_start: int | None = None
         self._segments: list[tuple[str, int, int]] = []
         self.heard: str | None = None  # the reply cut to what the user heard (truncated)
-        # Omni: camera pictures sent with this turn's speech.
+        # Omni: camera pictures sent with the user's speech (the newest, and when).
         self.images_sent = 0
         self.last_image_at = 0.0
         self.last_image: bytes | None = None
         self.failure: ServiceFailure | None = None
         self.replied = False  # a response was announced (the user said something)
-        self.start_offset = 0  # where the user's speech began in the session's input (voice turns)
         # A held turn runs but keeps its events and audio back until it is released (the pause
         # is confirmed as the end of the turn) or discarded (the user went on speaking).
         self._holding = False
@@ -153,7 +154,12 @@ class Turn:
         # Events and audio (bytes) in the order they came: released in that order, so that no
         # audio delta follows the response.done of a reply that finished while held.
         self._held: list[ServerEvent | bytes] = []
-        self.task = asyncio.create_task(self._run(), name=f"turn-{self.turn_id}")
+        self.task: asyncio.Task[None] = asyncio.Future()  # type: ignore[assignment]  # until start()
+
+    def start(self) -> Reply:
+        """Open the calls: the reply runs from now, on the input sent so far and to come."""
+        self.task = asyncio.create_task(self._run(), name=f"reply-{self.turn_id}")
+        return self
 
     # Input.
 
@@ -177,8 +183,20 @@ class Turn:
         """A message of the turn's own context, before its input (out-of-band responses)."""
         self._inputs.put_nowait(conversation_pb2.RespondRequest(context=message))
 
-    def send_image(self, jpeg: bytes) -> None:
+    def send_image(self, jpeg: bytes, at: float | None = None) -> None:
         self._inputs.put_nowait(conversation_pb2.RespondRequest(image=audio_pb2.ImageFrame(jpeg=jpeg)))
+        self.images_sent += 1
+        self.last_image, self.last_image_at = jpeg, clock.now() if at is None else at
+
+    def user_turn_paused(self, speech_end: float) -> None:
+        """The user's speech stopped at ``speech_end`` (edge clock): voice to voice runs from there."""
+        self.timings.speech_end = speech_end
+
+    def user_turn_ended(self, how: dict[str, Any] | None = None) -> None:
+        """The user's turn was judged over now; ``how`` says how (response.done's end_of_turn)."""
+        self.timings.speech_end_detected = clock.now()
+        if how is not None:
+            self.timings.end_of_turn = how
 
     def end_input(self) -> None:
         if not self._input_ended:
@@ -245,7 +263,7 @@ class Turn:
         self._held.clear()
         self._stop_calls()
 
-    def continue_transcript(self, earlier: Turn) -> None:
+    def continue_transcript(self, earlier: Reply) -> None:
         """Send transcription deltas only beyond what ``earlier`` (a turn this one replaces) sent."""
         self._transcript, self._partial = earlier._transcript, earlier._partial
 
@@ -716,16 +734,16 @@ def heard_text(segments: list[tuple[str, int, int]], samples: int) -> str:
     return " ".join(part for part in heard if part)
 
 
-async def cancel_and_wait(turn: Turn | None) -> None:
-    """Cancel a turn and wait until its calls are closed."""
-    if turn is None:
+async def cancel_and_wait(reply: Reply | None) -> None:
+    """Cancel a reply and wait until its calls are closed."""
+    if reply is None:
         return
-    turn.cancel()
-    await wait_for_end(turn)
+    reply.cancel()
+    await wait_for_end(reply)
 
 
-async def wait_for_end(turn: Turn) -> None:
-    """Wait until a turn's task is over, however it ended. Unlike awaiting the task, a cancelled
-    or failed turn does not raise here, and cancelling the waiter does (it is not swallowed as
-    the turn's own cancellation would be)."""
-    await asyncio.wait({turn.task})
+async def wait_for_end(reply: Reply) -> None:
+    """Wait until a reply's task is over, however it ended. Unlike awaiting the task, a cancelled
+    or failed reply does not raise here, and cancelling the waiter does (it is not swallowed as
+    the reply's own cancellation would be)."""
+    await asyncio.wait({reply.task})

@@ -1,0 +1,84 @@
+"""The user's turn and the barge-in rule by themselves: offsets in, decisions out."""
+
+from __future__ import annotations
+
+from services.edge.protocol import TurnDetection
+from services.edge.turn_taking import EAGERNESS, BargeIn, Phase, TurnTiming, UserTurn, samples
+
+SERVER_VAD = TurnDetection(type="server_vad", silence_duration_ms=500, prefix_padding_ms=300)
+SEMANTIC = TurnDetection(type="semantic_vad")
+
+
+def _timing(detection: TurnDetection = SERVER_VAD, speculative_ms: int = 200) -> TurnTiming:
+    return TurnTiming.of(detection, speculative_ms, barge_in_min_speech_ms=400)
+
+
+def test_the_vad_reports_the_tentative_pause_only_when_it_is_shorter_than_the_turns_silence() -> None:
+    assert _timing().pause_ms == 200
+    assert _timing(speculative_ms=0).pause_ms == 500
+    assert _timing(speculative_ms=800).pause_ms == 500
+    assert _timing(SEMANTIC).pause_ms == EAGERNESS["medium"].pause_ms
+    assert _timing(TurnDetection(type="semantic_vad", eagerness="high")).semantic == EAGERNESS["high"]
+
+
+def test_server_vad_without_early_answers_ends_the_turn_at_its_pause() -> None:
+    turn = UserTurn(_timing(speculative_ms=0))
+    turn.begin(samples(500))
+    pause = turn.pause(end=samples(2300), heard=samples(2500))
+    assert pause.kind == "end"
+    assert pause.speech_end == samples(2000)  # the pause is reported 500 ms after the speech stopped
+
+
+def test_a_tentative_pause_holds_the_turn_until_the_rest_of_its_silence_is_heard() -> None:
+    turn = UserTurn(_timing())
+    turn.begin(samples(500))
+    pause = turn.pause(end=samples(2300), heard=samples(2200))
+    assert pause.kind == "hold" and turn.phase is Phase.HELD
+    assert pause.confirm_at == samples(2500)
+    assert not turn.confirmed_by(samples(2480))
+    assert turn.confirmed_by(samples(2500))
+    assert pause.fallback_seconds == 0.8  # the 300 ms left, and half a second for audio still on its way
+
+
+def test_speech_in_a_held_turn_resumes_it() -> None:
+    turn = UserTurn(_timing())
+    turn.begin(samples(500))
+    turn.pause(end=samples(1800), heard=samples(1700))
+    assert turn.speech_started() == "resume"
+    assert turn.phase is Phase.SPEAKING and turn.start == samples(500)
+    assert not turn.confirmed_by(samples(10_000))  # the old pause no longer ends it
+
+
+def test_semantic_vad_holds_a_pause_for_the_vads_judgement_with_its_longest_wait_as_a_fallback() -> None:
+    turn = UserTurn(_timing(SEMANTIC))
+    turn.begin(0)
+    pause = turn.pause(end=samples(1000), heard=samples(1150))
+    assert pause.kind == "hold"
+    assert pause.confirm_at == samples(1150) + samples(EAGERNESS["medium"].max_wait_ms + 500)
+
+
+def test_semantic_vad_without_early_answers_waits_and_speech_continues_the_turn() -> None:
+    turn = UserTurn(_timing(SEMANTIC, speculative_ms=0))
+    turn.begin(0)
+    assert turn.pause(end=samples(1000), heard=samples(1150)).kind == "wait"
+    assert turn.phase is Phase.WAITING
+    assert turn.speech_started() == "continue" and turn.phase is Phase.SPEAKING
+
+
+def test_speech_start_means_nothing_to_a_turn_that_is_speaking_or_closed() -> None:
+    turn = UserTurn(_timing())
+    assert turn.speech_started() == "none" and not turn.open
+    turn.begin(0)
+    assert turn.speech_started() == "none" and turn.phase is Phase.SPEAKING
+    turn.close()
+    assert not turn.open
+
+
+def test_the_barge_in_rule_is_one_length_read_while_speaking_and_at_the_end() -> None:
+    timing = _timing()  # 400 ms of speech; the VAD reports a pause 200 ms after the speech stops
+    barge_in = BargeIn(timing, heard_at=samples(3000))
+    assert not barge_in.lasted(samples(3000 + 599))
+    assert barge_in.lasted(samples(3000 + 600))
+    # At the reported end (padded by 300 ms): 399 ms of speech is too short, 400 ms is not.
+    assert barge_in.too_short(samples(3000 + 399 + 300))
+    assert not barge_in.too_short(samples(3000 + 400 + 300))
