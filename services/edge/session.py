@@ -300,7 +300,7 @@ class Session:
         self.state.config = new_config
         self.state.tts_voice = tts_voice
         if self.state.turn_detection != before:
-            self.voice.restart()
+            self.voice.update()
         fps = new_config.parley.video_frames_per_second if new_config.parley else None
         self.camera.frames_per_second = fps or 1.0
         self._apply_recording(event_id=event.event_id)

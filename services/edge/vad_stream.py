@@ -80,6 +80,10 @@ class VadStream:
         self.heard = input_total()
         self._task = asyncio.create_task(self._run())
 
+    @property
+    def config(self) -> vad_pb2.DetectConfig:
+        return self._config
+
     def push(self, pcm16: bytes) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(pcm16)

@@ -12,6 +12,7 @@ user's next turn beside a reply that plays on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ class VoiceTurns:
         self.deaf = False  # half duplex: the microphone is heard as silence while the assistant answers
         self.echo = EchoGuard(correlation=self._settings.echo_correlation)
         self._vad: VadStream | None = None
+        self._next_config: vad_pb2.DetectConfig | None = None  # the VAD stream's, once the turn in progress ends
         self._confirm_timer: asyncio.TimerHandle | None = None
         self._barge_in: BargeIn | None = None  # speech over the assistant, not yet decided
         self._echo_speech: int | None = None  # a speech start taken for echo, re-checked as it goes
@@ -83,12 +85,47 @@ class VoiceTurns:
         if self._vad is not None:
             self._vad.close()
             self._vad = None
+        self._next_config = None
         self._drop_turn()
         self.turn = UserTurn(self._timing())
         detection = session.state.turn_detection
         if detection is not None:
             config = detect_config(detection, self.turn.timing)
             self._vad = VadStream(session.services, config, lambda: session.input.total, self, session.session_id)
+
+    def update(self) -> None:
+        """session.update changed the turn detection. A turn in progress goes on (as LiveKit's
+        ``update_options``): what the edge judges (the turn's silence, the barge-in length)
+        changes at once; what the VAD stream itself is set up with (threshold, padding, the
+        pause it reports, semantic scoring) changes when the turn ends, as the stream is then
+        reopened with it: reopened now, it would not have heard the speech whose end it must
+        report. With no turn in progress, or with detection turned off, the stream restarts now."""
+        detection = self._session.state.turn_detection
+        if detection is None or self._vad is None or not self.turn.open:
+            self.restart()
+            return
+        timing = self._timing()
+        config = detect_config(detection, timing)
+        if config == self._vad.config:
+            self.turn.timing = timing
+            return
+        # Until the stream is reopened, pauses come as the running stream reports them.
+        running = self.turn.timing
+        self.turn.timing = dataclasses.replace(timing, pause_ms=running.pause_ms, semantic=running.semantic)
+        self._next_config = config
+        log.info("turn detection changes after this turn", extra={"session": self._session.session_id})
+
+    def _close_turn(self) -> None:
+        """The user's turn is over (ended or dropped): turn detection set meanwhile takes effect."""
+        self.turn.close()
+        if self._next_config is not None and self._vad is not None:
+            session = self._session
+            self._vad.close()
+            self.turn = UserTurn(self._timing())
+            self._vad = VadStream(
+                session.services, self._next_config, lambda: session.input.total, self, session.session_id
+            )
+        self._next_config = None
 
     def _drop_turn(self) -> None:
         if self._confirm_timer is not None:
@@ -99,7 +136,7 @@ class VoiceTurns:
             else:
                 self.reply.cancel()
         self.reply = None
-        self.turn.close()
+        self._close_turn()
 
     async def clear(self) -> None:
         """input_audio_buffer.clear: the turn in progress goes."""
@@ -148,7 +185,7 @@ class VoiceTurns:
         if open_reply is not None:  # speech in progress cannot be ended without the VAD
             open_reply.cancel()
             self.reply = None
-            self.turn.close()
+            self._close_turn()
         if self._barge_in is not None:  # undecided: the reply plays on
             self._barge_in = None
             session.assistant.resume_voice()
@@ -315,7 +352,7 @@ class VoiceTurns:
         session, reply = self._session, self.reply
         assert reply is not None and reply.options.user_item_id is not None
         self.reply = None
-        self.turn.close()
+        self._close_turn()
         reply.end_input()
         detection = session.state.turn_detection
         how = how or {"detection": detection.type if detection else "server_vad", "reason": "silence"}
@@ -381,7 +418,7 @@ class VoiceTurns:
         self._barge_in = None
         session.assistant.resume_voice()
         reply, self.reply = self.reply, None
-        self.turn.close()
+        self._close_turn()
         if reply is not None:
             reply.discard()
             item_id = reply.options.user_item_id

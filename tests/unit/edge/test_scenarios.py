@@ -314,3 +314,46 @@ def test_idle_timeout_has_the_model_speak_again_once() -> None:
         assert s.services.llm.calls[1].header.answer_history
 
     run(scenario)
+
+
+def test_a_live_update_of_the_turns_silence_keeps_the_turn_and_applies_at_once() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex") as s:
+            s.speak(0.5, 1.5)
+            s.speak(2.2, 3.0)  # a 700 ms pause: the end of the turn under the 500 ms it began with
+            await s.until(1.0)
+            longer = {"audio": {"input": {"turn_detection": {"silence_duration_ms": 1000}}}}
+            await s.client({"type": "session.update", "session": longer})
+            await s.until(6.0)
+
+        assert len(s.of("input_audio_buffer.speech_started")) == 1
+        [created] = s.of("response.created")
+        assert 4.0 <= created.at < 4.1  # 1 s after the second part
+        assert len(s.services.vad.streams) == 1  # the VAD stream reports pauses as before
+        kept = s.services.llm.calls[-1]
+        assert kept.stream is not None and not kept.stream.cancelled
+        assert s.services.llm.calls[0].stream is not None  # the first part's answer was only speculative
+
+    run(scenario)
+
+
+def test_a_live_update_of_the_vads_own_settings_applies_from_the_next_turn() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex") as s:
+            s.speak(0.5, 2.0)
+            s.speak(6.0, 7.0)
+            await s.until(1.0)
+            stricter = {"audio": {"input": {"turn_detection": {"threshold": 0.9, "prefix_padding_ms": 100}}}}
+            await s.client({"type": "session.update", "session": stricter})
+            await s.until(10.0)
+
+        first, second = s.of("input_audio_buffer.speech_started")
+        # The turn in progress: the padding it began with; the next: the new padding (within a VAD window).
+        assert first.data["audio_start_ms"] == pytest.approx(500 - 300, abs=32)
+        assert second.data["audio_start_ms"] == pytest.approx(6000 - 100, abs=32)
+        assert len(s.services.vad.streams) == 2  # reopened once the first turn ended
+        assert s.services.vad.streams[1].written[0].config.threshold == pytest.approx(0.9)
+        assert [r["status"] for r in _done(s)] == ["completed", "completed"]
+        assert 2.5 <= s.of("response.created")[0].at < 2.6
+
+    run(scenario)
