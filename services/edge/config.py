@@ -9,7 +9,7 @@ from openai.types.realtime import realtime_audio_formats
 from openai.types.realtime import realtime_audio_input_turn_detection as turn_detection
 
 from services.edge import events, tools
-from services.edge.protocol import ProtocolError, SessionConfig, TurnDetection
+from services.edge.protocol import ProtocolError, SessionConfig, Transcription, TurnDetection
 from services.edge.settings import EdgeSettings
 
 # OpenAI's voice names: a session naming one gets the voice the server maps them to.
@@ -44,6 +44,7 @@ class SessionState:
         self.session_id = session_id
         self._settings = settings
         self.tts_voice = ""  # the voice the session chose, as the TTS service names it
+        self.recogniser_language = "en"  # the language the recogniser assumes when a session names none
         self.config = SessionConfig.model_validate({})
         initial: dict[str, Any] = {"model": model or DEFAULT_MODEL, "parley": {"mode": settings.default_mode}}
         if settings.instructions:
@@ -113,6 +114,22 @@ class SessionState:
         return " ".join(part for part in (transcription.prompt, ", ".join(transcription.keywords or [])) if part)
 
     @property
+    def transcription_language(self) -> str:
+        """The language of the user's speech, if the session names one: ``language``, or the
+        only one of ``languages``; empty: the recogniser's default."""
+        transcription = self._transcription
+        if transcription is None:
+            return ""
+        if transcription.language:
+            return transcription.language
+        return transcription.languages[0] if transcription.languages and len(transcription.languages) == 1 else ""
+
+    @property
+    def _transcription(self) -> Transcription | None:
+        audio = self.config.audio
+        return audio.input.transcription if audio and audio.input else None
+
+    @property
     def speed(self) -> float | None:
         audio = self.config.audio
         return audio.output.speed if audio and audio.output else None
@@ -146,9 +163,10 @@ class SessionState:
             audio=rt.RealtimeAudioConfig(
                 input=rt.RealtimeAudioConfigInput(
                     format=PCM_FORMAT,
-                    transcription=rt.AudioTranscription(
+                    transcription=_transcription_object(
+                        transcription.languages if transcription else None,
                         model=(transcription.model if transcription else None) or "whisper",
-                        language="en",  # the bundled recogniser is English only
+                        language=self.transcription_language or self.recogniser_language,
                         prompt=self.transcription_prompt or None,
                     ),
                     noise_reduction=None,
@@ -166,6 +184,14 @@ class SessionState:
 
 
 PCM_FORMAT = realtime_audio_formats.AudioPCM(type="audio/pcm", rate=24000)
+
+
+def _transcription_object(languages: list[str] | None, **fields: Any) -> rt.AudioTranscription:
+    """The session's transcription as session.updated reports it (``languages`` only when given)."""
+    transcription = rt.AudioTranscription(**fields)
+    if languages:
+        transcription.languages = languages
+    return transcription
 
 
 def _turn_detection_object(detection: TurnDetection | None) -> turn_detection.RealtimeAudioInputTurnDetection:

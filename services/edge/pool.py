@@ -17,7 +17,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 
 import grpc
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
@@ -38,9 +38,22 @@ class ReplicaLimits:
     text_chars: int = 16_000
     images: int = 8
     max_output_tokens: int = MAX_OUTPUT_TOKENS_API
+    # The recogniser's languages, its default first; empty: not known (any is passed on).
+    languages: tuple[str, ...] = ()
 
     def tightest(self, other: ReplicaLimits) -> ReplicaLimits:
-        return ReplicaLimits(*(min(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
+        """What every one of two replicas allows: the smaller caps, the languages both know."""
+        if not self.languages or not other.languages:
+            languages = self.languages or other.languages
+        else:
+            languages = tuple(language for language in self.languages if language in other.languages)
+        return ReplicaLimits(
+            min(self.audio_seconds, other.audio_seconds),
+            min(self.text_chars, other.text_chars),
+            min(self.images, other.images),
+            min(self.max_output_tokens, other.max_output_tokens),
+            languages,
+        )
 
 
 @dataclass(eq=False)
@@ -151,6 +164,7 @@ class LlmPool:
                         load.max_turn_text_chars,
                         load.max_turn_images,
                         min(load.max_output_tokens, MAX_OUTPUT_TOKENS_API),
+                        tuple(load.transcription_languages),
                     )
             if was != replica.healthy:
                 log.warning(

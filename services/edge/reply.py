@@ -84,6 +84,7 @@ class ReplyOptions:
     tool_choice: conversation_pb2.ToolChoice | None = None
     answer_history: bool = False  # no input: the model replies to the conversation as it stands
     transcription_prompt: str = ""  # words the recogniser should expect
+    transcription_language: str = ""  # the language of the user's speech (empty: the recogniser's default)
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
@@ -370,6 +371,7 @@ class Reply:
             tools=self.options.tools,
             answer_history=self.options.answer_history,
             transcription_prompt=self.options.transcription_prompt,
+            transcription_language=self.options.transcription_language,
         )
         if self.options.tool_choice is not None:
             header.tool_choice.CopyFrom(self.options.tool_choice)

@@ -98,6 +98,7 @@ class Session:
     def start(self) -> None:
         if self.output is not None:
             self.output.on_played = self._on_played
+        self._know_recogniser()
         refused: ProtocolError | None = None
         try:
             self._apply_recording()  # first, so that the recording has every event
@@ -291,6 +292,8 @@ class Session:
         if (update.get("parley") or {}).get("record") and self.settings.record_dir is None:
             raise _no_recording(event.event_id)
         self._check_output_tokens(new_config.max_output_tokens, event.event_id, "session.max_output_tokens")
+        self._know_recogniser()
+        self._check_languages(new_config, event.event_id)
         session_tools = tools.for_turn(tools.check(new_config.tools or [], event.event_id, "session.tools"))
         tools.check_choice(session_tools, tools.choice_for_turn(new_config.tool_choice), event.event_id)
         asked, before_asked = _asked_voice(new_config), _asked_voice(self.state.config)
@@ -316,6 +319,29 @@ class Session:
                 event_id,
                 param,
             )
+
+    def _check_languages(self, config: protocol.SessionConfig, event_id: str | None) -> None:
+        """Languages of the user's speech that the recogniser knows (the replica says which)."""
+        transcription = config.audio.input.transcription if config.audio and config.audio.input else None
+        known = self.services.limits.languages
+        if transcription is None or not known:
+            return
+        named = [("language", transcription.language)] + [("languages", x) for x in transcription.languages or []]
+        for field, language in named:
+            if language and language not in known:
+                listed = ", ".join(known) if len(known) <= 5 else f"{len(known)} languages: {', '.join(known[:5])}, ..."
+                raise ProtocolError(
+                    "invalid_value",
+                    f"the recogniser does not transcribe {language!r}; it knows {listed}",
+                    event_id,
+                    f"session.audio.input.transcription.{field}",
+                )
+
+    def _know_recogniser(self) -> None:
+        """The language the recogniser assumes, for session.updated (once the replicas have said)."""
+        known = self.services.limits.languages
+        if known:
+            self.state.recogniser_language = known[0]
 
     async def _tts_voice(self, voice: str, event_id: str | None, param: str) -> str:
         """The TTS voice for the voice a client named: one of the TTS service's, or one of OpenAI's
@@ -482,6 +508,7 @@ class Session:
             tools=tools.for_turn(self.state.config.tools),
             tool_choice=tools.choice_for_turn(self.state.config.tool_choice),
             transcription_prompt=self.state.transcription_prompt,
+            transcription_language=self.state.transcription_language,
         )
 
     def new_reply(self, options: ReplyOptions) -> Reply:

@@ -68,9 +68,14 @@ def _load_in_worker(config: _WhisperConfig) -> None:
     _worker_whisper = Whisper(model, config.language, config.beam_size, config.path)
 
 
-def _transcribe_in_worker(audio: np.ndarray, prompt: str = "") -> str:
+def _transcribe_in_worker(audio: np.ndarray, prompt: str = "", language: str = "") -> str:
     assert _worker_whisper is not None
-    return _worker_whisper.transcribe(audio, prompt)
+    return _worker_whisper.transcribe(audio, prompt, language)
+
+
+def _languages_in_worker() -> list[str]:
+    assert _worker_whisper is not None
+    return _worker_whisper.languages
 
 
 class _WorkerPool:
@@ -92,18 +97,19 @@ class _WorkerPool:
         warmup = [pool.submit(_transcribe_in_worker, np.zeros(RATE // 10, np.float32)) for _ in range(self._workers)]
         for future in warmup:
             future.result()
+        self.languages: list[str] = pool.submit(_languages_in_worker).result()
         return pool
 
-    async def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
+    async def transcribe(self, audio: np.ndarray, prompt: str = "", language: str = "") -> str:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt)
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt, language)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): start new ones and try once more.
             log.error("a speech recognition worker died; starting new ones")
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = await asyncio.to_thread(self._start)
-            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt)
+            return await loop.run_in_executor(self._pool, _transcribe_in_worker, audio, prompt, language)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -145,11 +151,18 @@ class SpeechRecognizer:
             background = dataclasses.replace(foreground, threads=1, niceness=settings.asr_background_niceness)
             self._background = _WorkerPool(settings.asr_background_workers, background)
 
-    async def transcribe(self, audio: np.ndarray, background: bool = False, prompt: str = "") -> str:
+    @property
+    def languages(self) -> list[str]:
+        """The languages the model transcribes (ISO-639-1), its default first."""
+        return self._foreground.languages
+
+    async def transcribe(
+        self, audio: np.ndarray, background: bool = False, prompt: str = "", language: str = ""
+    ) -> str:
         """Text of 16 kHz float32 mono ``audio``; ``background`` for work nobody waits for;
-        ``prompt``: words to expect (Whisper's prompt)."""
+        ``prompt``: words to expect (Whisper's prompt); ``language``: the speech's (empty: the default)."""
         pool = self._background if background and self._background is not None else self._foreground
-        return await pool.transcribe(audio, prompt)
+        return await pool.transcribe(audio, prompt, language)
 
     def close(self) -> None:
         self._foreground.close()
@@ -174,9 +187,11 @@ class TurnTranscriber:
         partial_interval_ms: int,
         on_partial: Callable[[str], None] | None = None,
         prompt: str = "",
+        language: str = "",
     ) -> None:
         self._recognizer = recognizer
         self._prompt = prompt  # words to expect (the session's transcription prompt)
+        self._language = language  # the speech's (empty: the recogniser's default)
         self._partial_interval = RATE * partial_interval_ms // 1000
         self._on_partial = on_partial
         self._chunks: list[np.ndarray] = []
@@ -215,7 +230,7 @@ class TurnTranscriber:
             await asyncio.shield(covering)
         if self._voiced_end <= self._decoded_upto:
             return self._decoded_text
-        return await self._recognizer.transcribe(self._audio(), prompt=self._prompt)
+        return await self._recognizer.transcribe(self._audio(), prompt=self._prompt, language=self._language)
 
     def cancel(self) -> None:
         for task in self._running:
@@ -268,7 +283,9 @@ class TurnTranscriber:
 
     async def _decode(self, upto: int, background: bool) -> None:
         try:
-            text = await self._recognizer.transcribe(self._audio(upto), background=background, prompt=self._prompt)
+            text = await self._recognizer.transcribe(
+                self._audio(upto), background=background, prompt=self._prompt, language=self._language
+            )
         except Exception:
             log.exception("early transcription failed; the final one will run at the end of the turn")
             return

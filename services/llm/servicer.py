@@ -108,6 +108,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
     ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
         params = validate_header(header, self._settings)
+        self._check_language(header.transcription_language)
         tools = tool_use(header)
         is_new = self._sessions.get(header.session_id) is None
         try:
@@ -177,6 +178,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                     conversation_pb2.RespondResponse(user_transcript=conversation_pb2.UserTranscript(text=text))
                 ),
                 prompt=header.transcription_prompt,
+                language=header.transcription_language,
             )
         turn = TurnInput(self._settings, header.mode, transcriber)
         reader = asyncio.create_task(self._read_input(requests, turn, partials))
@@ -486,7 +488,20 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             max_turn_audio_seconds=self._settings.max_turn_audio_seconds,
             max_turn_text_chars=self._settings.max_turn_text_chars,
             max_turn_images=self._settings.max_turn_images,
+            transcription_languages=self._languages(),
         )
+
+    def _languages(self) -> list[str]:
+        """The recogniser's languages; none when the language model hears audio itself."""
+        if self._recognizer is None or self._engine.hears_audio:
+            return []
+        return self._recognizer.languages
+
+    def _check_language(self, language: str) -> None:
+        known = self._languages()
+        if language and known and language not in known:
+            listed = ", ".join(known) if len(known) <= 5 else f"{len(known)} languages: {', '.join(known[:5])}, ..."
+            raise InvalidRequest(f"transcription_language {language!r} is not one this recogniser knows ({listed})")
 
     async def expire_idle_sessions(self) -> None:
         """Free idle sessions, forever (a background task)."""

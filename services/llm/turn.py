@@ -40,6 +40,8 @@ def validate_header(header: conversation_pb2.TurnHeader, settings: LlmSettings) 
             raise InvalidRequest(f"{name} is longer than {settings.max_turn_text_chars} characters")
     if len(header.transcription_prompt) > 2000:
         raise InvalidRequest("transcription_prompt is longer than 2000 characters")
+    if len(header.transcription_language) > 16:
+        raise InvalidRequest("transcription_language is an ISO-639-1 code, like 'en'")
     if len(header.user_item_ids) > 64 or any(len(i) > 128 for i in [*header.user_item_ids, header.reply_item_id]):
         raise InvalidRequest("a turn names at most 64 user items, and item ids have at most 128 characters")
     generation = header.generation

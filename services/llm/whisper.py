@@ -43,44 +43,68 @@ class Whisper:
     """One faster-whisper model and the path its inputs take (not thread-safe: one per worker)."""
 
     def __init__(self, model: Any, language: str, beam_size: int, path: WhisperPath = "length-following") -> None:
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self._model = model  # faster_whisper.WhisperModel
         self._language = language
         self._beam_size = beam_size
         self.path = path
-        self._tokenizer = Tokenizer(
-            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
-        )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._tokenizers: dict[str, Any] = {}
+        self._tokenizer = self._tokenizer_for(language)
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)))
         # Where the speech is, completes the encoder output with the encoding of 30 s of padding.
         self._silence = self._encode(np.full((model.feature_extractor.mel_filters.shape[0], WINDOW_FRAMES), PAD_VALUE))
 
-    def transcribe(self, audio: np.ndarray, prompt: str = "") -> str:
+    @property
+    def languages(self) -> list[str]:
+        """The languages this model transcribes, its default first: one for an English-only model."""
+        if not self._model.model.is_multilingual:
+            return [self._language]
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        return [self._language, *(code for code in _LANGUAGE_CODES if code != self._language)]
+
+    def _tokenizer_for(self, language: str) -> Any:
+        """The tokenizer whose start of transcript names ``language`` (multilingual models; an
+        English-only model's has no language token)."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            multilingual = self._model.model.is_multilingual
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+            )
+        return self._tokenizers[language]
+
+    def transcribe(self, audio: np.ndarray, prompt: str = "", language: str = "") -> str:
         """Text of 16 kHz float32 mono ``audio``; empty when it holds no words. ``prompt``: words
-        the audio is likely to hold (names, terms), which Whisper then spells as given."""
+        the audio is likely to hold (names, terms), which Whisper then spells as given;
+        ``language``: the speech's (one of ``languages``; empty: the model's default)."""
         if not len(audio) or float(np.max(np.abs(audio))) <= SILENT_PEAK:
             return ""
+        language = language or self._language
+        if language not in self.languages:
+            raise ValueError(f"this recogniser does not transcribe {language!r}")
         if self.path == "stock":
-            return self._transcribe_stock(audio, prompt)
-        texts = (self._transcribe_length_following(piece, prompt) for piece in pieces(audio))
+            return self._transcribe_stock(audio, prompt, language)
+        texts = (self._transcribe_length_following(piece, prompt, language) for piece in pieces(audio))
         return " ".join(text for text in texts if text)
 
-    def _decoder_prompt(self, prompt: str) -> list[int]:
+    def _decoder_prompt(self, prompt: str, language: str = "") -> list[int]:
         """The decoder's start: Whisper's "previous text" (the prompt, its last half-context of
-        tokens) before the start of transcript, as faster-whisper builds it."""
+        tokens) before the start of transcript (naming the language), as faster-whisper builds it."""
+        tokenizer = self._tokenizer_for(language or self._language)
+        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         if not prompt.strip():
-            return self._prompt
-        previous = self._tokenizer.encode(" " + prompt.strip())[-(self._model.max_length // 2 - 1) :]
-        return [self._tokenizer.sot_prev, *previous, *self._prompt]
+            return start
+        previous = tokenizer.encode(" " + prompt.strip())[-(self._model.max_length // 2 - 1) :]
+        return [tokenizer.sot_prev, *previous, *start]
 
-    def _transcribe_stock(self, audio: np.ndarray, prompt: str = "") -> str:
+    def _transcribe_stock(self, audio: np.ndarray, prompt: str = "", language: str = "") -> str:
         segments, _ = self._model.transcribe(
             audio,
             initial_prompt=prompt.strip() or None,
-            language=self._language,
+            language=language or self._language,
             beam_size=self._beam_size,
             # Beyond one window, timestamps: they are how Whisper moves through long audio.
             # Without them it decodes each 30 s window in one go and stops early, dropping
@@ -95,7 +119,7 @@ class Whisper:
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 
-    def _transcribe_length_following(self, audio: np.ndarray, prompt: str = "") -> str:
+    def _transcribe_length_following(self, audio: np.ndarray, prompt: str = "", language: str = "") -> str:
         from ctranslate2 import StorageView
 
         features = self.features(audio)
@@ -105,7 +129,7 @@ class Whisper:
         encoded = self._encode(padded)
         whole = np.concatenate((encoded, self._silence[:, encoded.shape[1] :]), axis=1)
         seconds = len(audio) / RATE
-        decoder_prompt = self._decoder_prompt(prompt)
+        decoder_prompt = self._decoder_prompt(prompt, language)
         cap = min(self._model.max_length - len(decoder_prompt), BASE_TOKENS + int(TOKENS_PER_SECOND * seconds))
         result = self._model.model.generate(
             StorageView.from_array(np.ascontiguousarray(whole)),

@@ -102,6 +102,18 @@ async def test_unknown_api_paths_get_json_404(edge_service: ServiceProcess) -> N
         ('{"type": "session.update", "session": {"max_output_tokens": 3000}}', "invalid_value", "at most 2048"),
         ('{"type": "response.create", "response": {"max_output_tokens": 1099511627776}}', "invalid_value", "4096"),
         ('{"type": "session.update", "session": {"audio": {"output": {"speed": 0.3}}}}', "invalid_value", "speed"),
+        # The bundled recogniser knows English only (the replica says so in GetLoad).
+        (
+            '{"type": "session.update", "session": {"audio": {"input": {"transcription": {"language": "fr"}}}}}',
+            "invalid_value",
+            "does not transcribe 'fr'; it knows en",
+        ),
+        (
+            '{"type": "session.update", "session": {"audio": {"input": {"transcription": '
+            '{"languages": ["en", "de"]}}}}}',
+            "invalid_value",
+            "'de'",
+        ),
     ],
 )
 async def test_bad_events_get_error_events_and_the_session_goes_on(
@@ -129,6 +141,22 @@ async def test_every_speed_the_tts_can_do_is_accepted_and_spoken(edge_service: S
         done = await socket.next_event("response.done", timeout=60)
     assert done["response"]["status"] == "completed", done["response"]
     assert socket.of_type("response.output_audio.delta"), "the reply was spoken"
+    assert not socket.of_type("error")
+
+
+async def test_the_recognisers_language_is_accepted_and_reported(edge_service: ServiceProcess) -> None:
+    async with realtime_socket(edge_service.url) as socket:
+        created = await socket.next_event("session.created")
+        session = {
+            "type": "realtime",
+            "parley": {"mode": "chat"},
+            "audio": {"input": {"transcription": {"language": "en"}}},
+        }
+        await socket.send({"type": "session.update", "session": session})
+        updated = await socket.next_event("session.updated")
+        await _text_turn_works(socket)
+    assert created["session"]["audio"]["input"]["transcription"]["language"] == "en"  # the recogniser's default
+    assert updated["session"]["audio"]["input"]["transcription"]["language"] == "en"
     assert not socket.of_type("error")
 
 

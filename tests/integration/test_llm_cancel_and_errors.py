@@ -81,6 +81,10 @@ BAD_TURNS = {
     "corrupt-jpeg": ([header("s-jpeg"), image(corrupt_jpeg()), END], "not a valid JPEG"),
     "text-over-limit": ([header("s-text"), text("x" * 16_001), END], "longer than 16000 characters"),
     "no-end-of-input": ([header("s-open"), text("hi")], "without EndOfInput"),
+    "unknown-language": (
+        [header("s-lang", transcription_language="fr"), *audio_of(0.5), END],
+        "transcription_language 'fr' is not one this recogniser knows (en)",
+    ),
     "unit-outside-omni": (
         [header("s-unit"), conversation_pb2.RespondRequest(end_of_unit=conversation_pb2.EndOfUnit()), END],
         "omni mode",

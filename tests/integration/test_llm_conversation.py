@@ -109,6 +109,7 @@ async def test_reset_and_end_session(llm_channel: grpc.aio.Channel, tokenizer) -
     load = await stub.GetLoad(conversation_pb2.GetLoadRequest())
     assert load.active_sessions >= 1 and load.max_sessions == SHARED_LLM_MAX_SESSIONS
     assert load.max_output_tokens == 2048, "the limit the edge checks max_output_tokens by"
+    assert list(load.transcription_languages) == ["en"], "the bundled recogniser's (the edge checks sessions by it)"
     await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))

@@ -78,3 +78,13 @@ def test_a_single_word_comes_out_once(length_following: Whisper, word: str) -> N
         (np.zeros(RATE // 5, np.float32), speech.espeak_voice(word), np.zeros(RATE // 2, np.float32))
     )
     assert spoken_words(length_following.transcribe(audio)) == spoken_words(word)
+
+
+@pytest.mark.parametrize("path", ["length-following", "stock"])
+def test_the_language_asked_for_is_the_models_or_refused(model, path: str) -> None:
+    whisper = Whisper(model, "en", beam_size=5, path=path)  # type: ignore[arg-type]
+    assert whisper.languages == ["en"]  # tiny.en is English only
+    audio = np.concatenate((speech.piper_voice("What is the capital of France?"), np.zeros(RATE // 2, np.float32)))
+    assert {"capital", "france"} <= set(spoken_words(whisper.transcribe(audio, language="en")))
+    with pytest.raises(ValueError, match="'fr'"):
+        whisper.transcribe(audio, language="fr")

@@ -21,7 +21,9 @@ class FakeRecognizer:
         self.release_background = asyncio.Event()
         self.release_background.set()
 
-    async def transcribe(self, audio: np.ndarray, background: bool = False, prompt: str = "") -> str:
+    async def transcribe(
+        self, audio: np.ndarray, background: bool = False, prompt: str = "", language: str = ""
+    ) -> str:
         self.calls.append(len(audio))
         if background:
             self.background_calls.append(len(audio))

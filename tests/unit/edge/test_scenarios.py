@@ -357,3 +357,17 @@ def test_a_live_update_of_the_vads_own_settings_applies_from_the_next_turn() -> 
         assert 2.5 <= s.of("response.created")[0].at < 2.6
 
     run(scenario)
+
+
+def test_the_sessions_transcription_language_and_prompt_reach_the_recogniser() -> None:
+    async def scenario() -> None:
+        transcription = {"audio": {"input": {"transcription": {"language": "en", "prompt": "Parley, Piper"}}}}
+        async with Scenario("full_duplex", session=transcription) as s:
+            s.speak(0.5, 2.0)
+            await s.until(4.0)
+
+        header = s.services.llm.calls[0].header
+        assert header.transcription_language == "en"
+        assert header.transcription_prompt == "Parley, Piper"
+
+    run(scenario)
