@@ -28,10 +28,20 @@ class ServerDraining(Exception):
     """Raised into a streaming handler when the server starts to shut down."""
 
 
-class InvalidRequest(ValueError):
-    """A request the client must fix: the call ends with ``code`` (INVALID_ARGUMENT) and this message."""
+class RequestError(Exception):
+    """A request the service refuses: the call ends with ``code`` and this message, which says
+    what to do about it. The one type every service raises for a client's error."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(RequestError, ValueError):
+    """A request the client must fix (INVALID_ARGUMENT)."""
 
 
 class Lifecycle:

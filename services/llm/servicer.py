@@ -14,7 +14,8 @@ import numpy as np
 from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
 
 from services.common.memory import FreedMemoryTrimmer
-from services.common.server import Lifecycle, ServerDraining, abort_after_input
+from services.common.server import InvalidRequest, Lifecycle, RequestError
+from services.common.streams import StreamGuard, StreamMetrics
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, LanguageModel
@@ -23,7 +24,6 @@ from services.llm.reply import ReplyStream
 from services.llm.sessions import Message, Session, SessionCapacityError, SessionStore
 from services.llm.settings import LlmSettings
 from services.llm.turn import (
-    InvalidRequest,
     TurnInput,
     check_session_id,
     history_message,
@@ -44,14 +44,6 @@ FINISH_REASONS = {
 }
 
 
-class TurnError(Exception):
-    """Ends a turn with ``code`` and a message for the client."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     def __init__(
         self,
@@ -66,7 +58,12 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         self._trimmer = FreedMemoryTrimmer()
         self._recognizer = recognizer
         self._sessions = sessions
-        self._lifecycle = lifecycle
+        self._guard = StreamGuard(
+            "LLM",
+            lifecycle,
+            StreamMetrics(errors=metrics.TURN_ERRORS),
+            draining_message="the LLM server is shutting down; retry the turn",
+        )
         self.active_turns = 0
 
     # -- Respond ---------------------------------------------------------------------------
@@ -74,35 +71,27 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     async def Respond(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[conversation_pb2.RespondRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[conversation_pb2.RespondResponse]:
-        async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
-            try:
-                try:
-                    first = await asyncio.wait_for(anext(requests, None), self._settings.header_wait_seconds)
-                except TimeoutError:
-                    raise TurnError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        f"no TurnHeader within {self._settings.header_wait_seconds:g} s of the call's start",
-                    ) from None
-                if first is None or first.WhichOneof("request") != "header":
-                    raise InvalidRequest("the first request of a turn must be a TurnHeader")
-                # Closed explicitly, innermost first, when the call ends early (a cancelled turn):
-                # left to the garbage collector, the session could be let go before the reply is kept.
-                async with contextlib.aclosing(self._turn(first.header, requests)) as responses:
-                    async for response in responses:
-                        yield response
-            except InvalidRequest as exc:
-                error = TurnError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except TurnError as exc:
-                error = exc
-            except ServerDraining:
-                error = TurnError(grpc.StatusCode.UNAVAILABLE, "the LLM server is shutting down; retry the turn")
-            else:
-                return
-            metrics.TURN_ERRORS.labels(error.code.name).inc()
-            log.info("turn refused", extra={"code": error.code.name, "reason": str(error)})
-            if error.code == grpc.StatusCode.UNAVAILABLE:
-                await context.abort(error.code, str(error))
-            await abort_after_input(context, requests, error.code, str(error))
+        async with contextlib.aclosing(self._guard.serve(request_iterator, context, self._respond)) as responses:
+            async for response in responses:
+                yield response
+
+    async def _respond(
+        self, requests: AsyncIterator[conversation_pb2.RespondRequest], stream_id: int
+    ) -> AsyncGenerator[conversation_pb2.RespondResponse, None]:
+        try:
+            first = await asyncio.wait_for(anext(requests, None), self._settings.header_wait_seconds)
+        except TimeoutError:
+            raise RequestError(
+                f"no TurnHeader within {self._settings.header_wait_seconds:g} s of the call's start",
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ) from None
+        if first is None or first.WhichOneof("request") != "header":
+            raise InvalidRequest("the first request of a turn must be a TurnHeader")
+        # Closed explicitly, innermost first, when the call ends early (a cancelled turn):
+        # left to the garbage collector, the session could be let go before the reply is kept.
+        async with contextlib.aclosing(self._turn(first.header, requests)) as responses:
+            async for response in responses:
+                yield response
 
     async def _turn(
         self, header: conversation_pb2.TurnHeader, requests: AsyncIterator[conversation_pb2.RespondRequest]
@@ -114,7 +103,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         try:
             session = self._sessions.open(header.session_id)
         except SessionCapacityError as exc:
-            raise TurnError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+            raise RequestError(str(exc), grpc.StatusCode.RESOURCE_EXHAUSTED) from None
         metrics.SESSIONS_ACTIVE.set(len(self._sessions))
         completed = False
         try:
@@ -148,8 +137,8 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         try:
             await asyncio.wait_for(session.lock.acquire(), self._settings.turn_wait_seconds)
         except TimeoutError:
-            raise TurnError(
-                grpc.StatusCode.ABORTED, f"another turn of session {session.id} is still in progress"
+            raise RequestError(
+                f"another turn of session {session.id} is still in progress", grpc.StatusCode.ABORTED
             ) from None
         self.active_turns += 1
         metrics.TURNS_ACTIVE.inc()

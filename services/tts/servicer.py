@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 from parley.v1 import speech_pb2, speech_pb2_grpc
 
 from services.common.limits import MAX_SPEECH_SPEED, MIN_SPEECH_SPEED
-from services.common.server import Lifecycle, ServerDraining, abort_after_input
+from services.common.server import InvalidRequest, Lifecycle
+from services.common.streams import StreamGuard, StreamMetrics
 from services.tts import metrics
 from services.tts.scheduler import SynthesisScheduler
 from services.tts.segmentation import SegmentLimits
 from services.tts.settings import TtsSettings
-from services.tts.stream import InvalidRequest, StreamConfig, StreamLimits, SynthesisStream
-from services.tts.voices import UnknownVoice, VoiceCatalog
+from services.tts.stream import StreamConfig, StreamLimits, SynthesisStream
+from services.tts.voices import VoiceCatalog
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
         self._settings = settings
         self._voices = voices
         self._scheduler = scheduler
-        self._lifecycle = lifecycle
         self._limits = StreamLimits(
             segments=SegmentLimits(
                 first_max_chars=settings.first_segment_max_chars,
@@ -63,8 +62,13 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
             max_backlog_chars=settings.max_backlog_chars,
             audio_chunk_ms=settings.audio_chunk_ms,
         )
-        self._ids = itertools.count(1)
-        self.active_streams = 0
+        self._guard = StreamGuard(
+            "TTS",
+            lifecycle,
+            StreamMetrics(errors=metrics.STREAM_ERRORS, opened=metrics.STREAMS, active=metrics.STREAMS_ACTIVE),
+            max_streams=settings.max_streams,
+            draining_message="the TTS server is shutting down; open a new stream",
+        )
 
     def _limits_for(self, config: speech_pb2.SynthesisConfig) -> StreamLimits:
         """The stream's limits: the server's, with the client's first-piece length if it gave one."""
@@ -98,67 +102,31 @@ class SpeechSynthesisServicer(speech_pb2_grpc.SpeechSynthesisServiceServicer):
     async def Synthesize(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[speech_pb2.SynthesizeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
-        if self.active_streams >= self._settings.max_streams:
-            metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
-            await abort_after_input(
-                context,
-                request_iterator,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this TTS server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
-            )
-        stream_id = next(self._ids)
-        self.active_streams += 1
-        metrics.STREAMS.inc()
-        metrics.STREAMS_ACTIVE.inc()
-        log.debug("stream opened", extra={"stream": stream_id, "peer": context.peer()})
-        code, message = grpc.StatusCode.OK, ""
+        async with contextlib.aclosing(self._guard.serve(request_iterator, context, self._synthesize)) as responses:
+            async for response in responses:
+                yield response
+
+    async def _synthesize(
+        self, requests: AsyncIterator[speech_pb2.SynthesizeRequest], stream_id: int
+    ) -> AsyncGenerator[speech_pb2.SynthesizeResponse, None]:
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("request") != "config":
+            kind = "no request" if first is None else f"{first.WhichOneof('request') or 'an empty request'}"
+            raise InvalidRequest(f"{kind} before config: the first request must be a SynthesisConfig")
+        stream = SynthesisStream(
+            stream_id,
+            resolve_config(first.config, self._voices),
+            self._limits_for(first.config),
+            self._scheduler,
+        )
+        reader = asyncio.create_task(stream.read_text(requests), name=f"tts-read-{stream_id}")
         try:
-            async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
-                first = await anext(requests, None)
-                if first is None or first.WhichOneof("request") != "config":
-                    kind = "no request" if first is None else f"{first.WhichOneof('request') or 'an empty request'}"
-                    raise InvalidRequest(f"{kind} before config: the first request must be a SynthesisConfig")
-                stream = SynthesisStream(
-                    stream_id,
-                    resolve_config(first.config, self._voices),
-                    self._limits_for(first.config),
-                    self._scheduler,
-                )
-                reader = asyncio.create_task(stream.read_text(requests), name=f"tts-read-{stream_id}")
-                try:
-                    async with contextlib.aclosing(stream.responses()) as responses:
-                        async for response in responses:
-                            yield response
-                finally:
-                    # The reader must be done with the request iterator before it is closed.
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await reader
-            log.debug("stream done", extra={"stream": stream_id, "samples": stream.samples_sent})
-        except InvalidRequest as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        except UnknownVoice as exc:
-            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
-        except ServerDraining:
-            code, message = grpc.StatusCode.UNAVAILABLE, "the TTS server is shutting down; open a new stream"
-        except (asyncio.CancelledError, GeneratorExit):
-            # The client cancelled (or went away): grpc cancels the handler's task, or closes it
-            # as a generator if it was waiting to send.
-            metrics.STREAM_ERRORS.labels(grpc.StatusCode.CANCELLED.name).inc()
-            log.debug("stream cancelled", extra={"stream": stream_id})
-            raise
-        except Exception:
-            log.exception("stream failed", extra={"stream": stream_id})
-            code, message = grpc.StatusCode.INTERNAL, "speech synthesis failed; see the TTS server's log"
+            async with contextlib.aclosing(stream.responses()) as responses:
+                async for response in responses:
+                    yield response
         finally:
-            self.active_streams -= 1
-            metrics.STREAMS_ACTIVE.dec()
-        if code is grpc.StatusCode.OK:
-            return
-        metrics.STREAM_ERRORS.labels(code.name).inc()
-        log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
-        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-            # Bad input: read what the client is still sending first, so it gets this status
-            # rather than a failed write.
-            await abort_after_input(context, request_iterator, code, message)
-        await context.abort(code, message)
+            # The reader must be done with the request iterator before it is closed.
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        log.debug("stream done", extra={"stream": stream_id, "samples": stream.samples_sent})

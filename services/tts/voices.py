@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import time
 
+import grpc
+
+from services.common.server import RequestError
 from services.tts.backends import SpeechVoice, VoiceInfo
 from services.tts.settings import BUNDLED_VOICE_NAME, TtsSettings
 
 log = logging.getLogger(__name__)
 
 
-class UnknownVoice(LookupError):
-    """A stream asked for a voice this server has not loaded."""
+class UnknownVoice(RequestError, LookupError):
+    """A stream asked for a voice this server has not loaded (NOT_FOUND)."""
+
+    code = grpc.StatusCode.NOT_FOUND
 
 
 class VoiceCatalog:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import grpc
 import numpy as np
 from parley.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 
 from services.common.audio import AudioFormatError, pcm16_to_float32
-from services.common.server import InvalidRequest, Lifecycle, ServerDraining, abort_after_input
+from services.common.server import InvalidRequest, Lifecycle, RequestError
+from services.common.streams import StreamGuard, StreamMetrics
 from services.vad import metrics
 from services.vad.batcher import InferenceBatcher, InferenceJob
 from services.vad.model import SUPPORTED_RATES, context_samples, initial_state, window_samples
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 REALTIME_CHECK_SECONDS = 1.0
 
 
-class UnsupportedRequest(InvalidRequest):
+class UnsupportedRequest(RequestError):
     """A request this server is not set up to serve; ends the call with FAILED_PRECONDITION."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
@@ -305,65 +305,45 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
         self._settings = settings
         self._batcher = batcher
         self._turn_scorer = turn_scorer
-        self._lifecycle = lifecycle
-        self._ids = itertools.count(1)
-        self.active_streams = 0
+        self._guard = StreamGuard(
+            "VAD",
+            lifecycle,
+            StreamMetrics(errors=metrics.STREAM_ERRORS, opened=metrics.STREAMS, active=metrics.STREAMS_ACTIVE),
+            max_streams=settings.max_streams,
+            draining_message="the VAD server is shutting down; open a new stream",
+        )
 
     async def Detect(  # noqa: N802 - the gRPC method name
         self, request_iterator: AsyncIterator[vad_pb2.DetectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[vad_pb2.DetectResponse]:
-        if self.active_streams >= self._settings.max_streams:
-            metrics.STREAM_ERRORS.labels("RESOURCE_EXHAUSTED").inc()
-            await abort_after_input(
-                context,
-                request_iterator,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this VAD server is at capacity ({self._settings.max_streams} streams); retry later or elsewhere",
-            )
-        stream_id = next(self._ids)
-        self.active_streams += 1
-        metrics.STREAMS.inc()
-        metrics.STREAMS_ACTIVE.inc()
-        log.debug("stream opened", extra={"stream": stream_id, "peer": context.peer()})
-        stream: DetectStream | None = None
-        try:
-            async with contextlib.aclosing(self._lifecycle.requests(request_iterator)) as requests:
-                try:
-                    async for request in requests:
-                        kind = request.WhichOneof("request")
-                        if kind == "config":
-                            if stream is not None:
-                                raise InvalidRequest("the stream is already configured; send the config only once")
-                            stream = DetectStream(
-                                stream_id,
-                                resolve_config(request.config, self._settings),
-                                self._batcher,
-                                self._settings.max_chunk_ms,
-                                turn_scorer=self._turn_scorer,
-                            )
-                            yield stream.ready()
-                        elif kind == "audio":
-                            if stream is None:
-                                raise InvalidRequest("audio before config: the first request must be a DetectConfig")
-                            for response in await stream.process(request.audio):
-                                yield response
-                        else:
-                            raise InvalidRequest("empty DetectRequest: set config or audio")
-                    if stream is not None:
-                        for response in stream.finish():
-                            yield response
-                except InvalidRequest as exc:
-                    self._log_error(stream_id, exc.code, str(exc))
-                    await abort_after_input(context, requests, exc.code, str(exc))
-                except ServerDraining:
-                    message = "the VAD server is shutting down; open a new stream"
-                    self._log_error(stream_id, grpc.StatusCode.UNAVAILABLE, message)
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, message)
-        finally:
-            self.active_streams -= 1
-            metrics.STREAMS_ACTIVE.dec()
+        async with contextlib.aclosing(self._guard.serve(request_iterator, context, self._detect)) as responses:
+            async for response in responses:
+                yield response
 
-    @staticmethod
-    def _log_error(stream_id: int, code: grpc.StatusCode, message: str) -> None:
-        metrics.STREAM_ERRORS.labels(code.name).inc()
-        log.info("stream ended", extra={"stream": stream_id, "code": code.name, "reason": message})
+    async def _detect(
+        self, requests: AsyncIterator[vad_pb2.DetectRequest], stream_id: int
+    ) -> AsyncGenerator[vad_pb2.DetectResponse, None]:
+        stream: DetectStream | None = None
+        async for request in requests:
+            kind = request.WhichOneof("request")
+            if kind == "config":
+                if stream is not None:
+                    raise InvalidRequest("the stream is already configured; send the config only once")
+                stream = DetectStream(
+                    stream_id,
+                    resolve_config(request.config, self._settings),
+                    self._batcher,
+                    self._settings.max_chunk_ms,
+                    turn_scorer=self._turn_scorer,
+                )
+                yield stream.ready()
+            elif kind == "audio":
+                if stream is None:
+                    raise InvalidRequest("audio before config: the first request must be a DetectConfig")
+                for response in await stream.process(request.audio):
+                    yield response
+            else:
+                raise InvalidRequest("empty DetectRequest: set config or audio")
+        if stream is not None:
+            for response in stream.finish():
+                yield response
