@@ -88,6 +88,9 @@ format: install
 
 typecheck: install
 	$(BIN)/mypy services
+	@# The call page's modules, as they are served (no build step), with the JSDoc types of the
+	@# server events they read (static/js/events.js).
+	node_modules/.bin/tsc -p tsconfig.json
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -93,7 +93,9 @@ export async function startCall() {
     if (call !== current) return; // ended by the person while connecting
     if (!(err instanceof CallError)) console.warn("Parley: call setup failed", err);
     const message =
-      err instanceof CallError ? err.message : `The call could not be set up (${err?.message || err}).`;
+      err instanceof CallError
+        ? err.message
+        : `The call could not be set up (${err instanceof Error ? err.message : String(err)}).`;
     endCall("failed", message);
   }
 }
@@ -223,7 +225,7 @@ async function postOffer(current, sdp) {
       signal: current.abort.signal,
     });
   } catch (err) {
-    if (err?.name === "AbortError") throw err;
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new CallError("The Parley server cannot be reached. Check that it is running, then try again.");
   }
   if (response.ok) {
@@ -367,6 +369,7 @@ function resetStats() {
 // ---------------------------------------------------------------------------------------------
 // Events from the server.
 
+/** @type {import("./events.js").EventHandlers} */
 const HANDLERS = {
   "session.created": (e) => (call.lastSession = e.session),
   "session.updated": onSessionUpdated,

@@ -17,7 +17,8 @@ let audioContext = null;
 export function ensureAudioContext() {
   // Created inside the Start click so that autoplay rules let it run.
   if (!audioContext) {
-    const Context = window.AudioContext || window.webkitAudioContext;
+    // Safari before 14.1 has only the prefixed name.
+    const Context = window.AudioContext || /** @type {any} */ (window).webkitAudioContext;
     if (!Context) return null;
     audioContext = new Context();
   }

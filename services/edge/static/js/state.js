@@ -9,60 +9,82 @@
 
 const SETTINGS_KEY = "parley.settings";
 
-const $ = (id) => document.getElementById(id);
+/**
+ * The page's element with this id, of this kind: a page whose markup lost or changed it fails
+ * here, at load, and not later at the first use.
+ * @template {Element} T
+ * @param {string} id
+ * @param {{ new (): T; name: string }} kind
+ * @returns {T}
+ */
+function element(id, kind) {
+  const found = document.getElementById(id);
+  if (!(found instanceof kind)) throw new Error(`the page has no ${kind.name} with id ${id}`);
+  return found;
+}
+
+/**
+ * @param {string} selector
+ * @returns {HTMLElement}
+ */
+function first(selector) {
+  const found = document.querySelector(selector);
+  if (!(found instanceof HTMLElement)) throw new Error(`the page has no element ${selector}`);
+  return found;
+}
 export const ui = {
-  mode: $("mode"),
-  modeHint: $("mode-hint"),
-  tokenField: $("token-field"),
-  token: $("token"),
-  start: $("start"),
-  stop: $("stop"),
-  status: $("status"),
-  statusPill: document.querySelector(".status-pill"),
-  error: $("error"),
-  queue: $("queue"),
-  errorBanner: document.querySelector(".error-banner"),
-  errorDismiss: $("error-dismiss"),
-  activity: $("activity"),
-  cancelReply: $("cancel-reply"),
-  transcript: $("transcript"),
-  emptyState: $("empty-state"),
-  micMeter: $("mic-meter"),
-  micState: $("mic-state"),
-  voiceMeter: $("voice-meter"),
-  voiceState: $("voice-state"),
-  remoteAudio: $("remote-audio"),
-  settingsGroup: $("settings"),
-  vadSettings: $("vad-settings"),
-  vadThreshold: $("vad-threshold"),
-  vadThresholdValue: $("vad-threshold-value"),
-  turnEnd: $("turn-end"),
-  vadSilenceField: $("vad-silence-field"),
-  vadSilence: $("vad-silence"),
-  vadSilenceValue: $("vad-silence-value"),
-  chatSettings: $("chat-settings"),
-  streaming: $("streaming"),
-  spoken: $("spoken"),
-  idleHint: $("idle-hint"),
-  voicePanel: $("voice-panel"),
-  voiceHint: $("voice-hint"),
-  omniPreview: $("omni-preview"),
-  composer: $("composer"),
-  textInput: $("text-input"),
-  send: $("send"),
-  talk: $("talk"),
-  talkLabel: $("talk-label"),
-  fileInput: $("file-input"),
-  attach: $("attach"),
-  cameraButton: $("camera-button"),
-  camera: $("camera"),
-  cameraVideo: $("camera-video"),
-  snap: $("snap"),
-  cameraCancel: $("camera-cancel"),
-  attachment: $("attachment"),
-  attachmentThumb: $("attachment-thumb"),
-  attachmentLabel: $("attachment-label"),
-  attachmentRemove: $("attachment-remove"),
+  mode: element("mode", HTMLSelectElement),
+  modeHint: element("mode-hint", HTMLElement),
+  tokenField: element("token-field", HTMLElement),
+  token: element("token", HTMLInputElement),
+  start: element("start", HTMLButtonElement),
+  stop: element("stop", HTMLButtonElement),
+  status: element("status", HTMLElement),
+  statusPill: first(".status-pill"),
+  error: element("error", HTMLElement),
+  queue: element("queue", HTMLElement),
+  errorBanner: first(".error-banner"),
+  errorDismiss: element("error-dismiss", HTMLButtonElement),
+  activity: element("activity", HTMLElement),
+  cancelReply: element("cancel-reply", HTMLButtonElement),
+  transcript: element("transcript", HTMLOListElement),
+  emptyState: element("empty-state", HTMLElement),
+  micMeter: element("mic-meter", HTMLElement),
+  micState: element("mic-state", HTMLElement),
+  voiceMeter: element("voice-meter", HTMLElement),
+  voiceState: element("voice-state", HTMLElement),
+  remoteAudio: element("remote-audio", HTMLAudioElement),
+  settingsGroup: element("settings", HTMLDetailsElement),
+  vadSettings: element("vad-settings", HTMLFieldSetElement),
+  vadThreshold: element("vad-threshold", HTMLInputElement),
+  vadThresholdValue: element("vad-threshold-value", HTMLOutputElement),
+  turnEnd: element("turn-end", HTMLSelectElement),
+  vadSilenceField: element("vad-silence-field", HTMLElement),
+  vadSilence: element("vad-silence", HTMLInputElement),
+  vadSilenceValue: element("vad-silence-value", HTMLOutputElement),
+  chatSettings: element("chat-settings", HTMLFieldSetElement),
+  streaming: element("streaming", HTMLInputElement),
+  spoken: element("spoken", HTMLInputElement),
+  idleHint: element("idle-hint", HTMLElement),
+  voicePanel: element("voice-panel", HTMLElement),
+  voiceHint: element("voice-hint", HTMLElement),
+  omniPreview: element("omni-preview", HTMLVideoElement),
+  composer: element("composer", HTMLFormElement),
+  textInput: element("text-input", HTMLTextAreaElement),
+  send: element("send", HTMLButtonElement),
+  talk: element("talk", HTMLButtonElement),
+  talkLabel: element("talk-label", HTMLElement),
+  fileInput: element("file-input", HTMLInputElement),
+  attach: element("attach", HTMLButtonElement),
+  cameraButton: element("camera-button", HTMLButtonElement),
+  camera: element("camera", HTMLElement),
+  cameraVideo: element("camera-video", HTMLVideoElement),
+  snap: element("snap", HTMLButtonElement),
+  cameraCancel: element("camera-cancel", HTMLButtonElement),
+  attachment: element("attachment", HTMLElement),
+  attachmentThumb: element("attachment-thumb", HTMLImageElement),
+  attachmentLabel: element("attachment-label", HTMLElement),
+  attachmentRemove: element("attachment-remove", HTMLButtonElement),
 };
 
 // What the e2e test reads. Kept up to date as the call goes.
@@ -80,7 +102,7 @@ export const stats = {
   speechStartedTimes: [],
   outputStartedTimes: [],
 };
-window.parleyStats = stats;
+/** @type {any} */ (window).parleyStats = stats;
 
 // Modes in which the server hears the microphone all the time and ends turns itself.
 export function isVoiceMode(mode) {

@@ -99,6 +99,7 @@ export function addImage(entry, dataUrl) {
   entry.bubble.prepend(img);
 }
 
+/** @param {import("./events.js").Item} item */
 export function onItemAdded(item) {
   if (!item?.id) return;
   if (item.role === "assistant") {
@@ -188,6 +189,7 @@ export function onAssistantTextDone(itemId, text) {
   renderEntry(entry);
 }
 
+/** @param {import("./events.js").ServerEvents["response.created"]} event */
 export function onResponseCreated(event) {
   call.activeResponseId = event.response?.id ?? null;
   call.responseRequested = false;
@@ -198,6 +200,7 @@ export function onResponseCreated(event) {
   }
 }
 
+/** @param {import("./events.js").ResponseObject} response */
 export function onResponseDone(response) {
   const item = response?.output?.[0];
   const entry = item?.id ? assistantEntry(item.id) : null;
@@ -231,6 +234,7 @@ function describeOutcome(entry, response) {
 }
 
 // The person spoke over a reply: it now reads as far as they heard it.
+/** @param {import("./events.js").ServerEvents["conversation.item.truncated"]} event */
 export function onItemTruncated(event) {
   const entry = assistantEntry(event.item_id);
   const heard = event.parley?.transcript;
