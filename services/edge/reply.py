@@ -24,6 +24,7 @@ from services.edge import clock, events, metrics
 from services.edge.audio import AudioOutput
 from services.edge.events import ServerEvent
 from services.edge.models import ModelServices, ServiceFailure
+from services.edge.response import ResponseEvents
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,6 @@ class Reply:
         self.options = options
         self._output = output
         self._emit_now = emit
-        self._previous_item_id = previous_item_id
         self.turn_id = events.new_id("turn")
         self.response_id = events.new_id("resp")
         self.item_id = events.new_id("item")
@@ -114,10 +114,8 @@ class Reply:
         self._call: Any = None  # opened by the task, once the LLM service's channel is ready
         self._tts_call: Any = None
         self._tts_reader: asyncio.Task[None] | None = None
-        self._announced = False
-        self._outputs: list[rt.ConversationItem] = []  # the response's output items, in order (as last sent)
-        self._message_index: int | None = None  # the assistant message's place among them, once opened
-        self._calls: dict[str, _Call] = {}  # function calls by call id
+        self._response = ResponseEvents(self.response_id, self.item_id, options, previous_item_id, self._emit)
+        self._usage: Any = None  # the LLM's token counts, once it is done
         self._text: list[str] = []
         self._audio_sent = 0  # samples of the user's audio (16 kHz) sent to the LLM
         self._transcript = ""  # the user's words sent in transcription deltas (which only append)
@@ -438,7 +436,7 @@ class Reply:
                 self._call.cancel()
             if self._tts_call is not None:
                 self._tts_call.cancel()
-            if self._announced:
+            if self._response.announced:
                 self._finish()
 
     def _on_writer_done(self, writer: asyncio.Task[None]) -> None:
@@ -484,22 +482,17 @@ class Reply:
                     self._send_delta(self._emit)
         elif kind == "function_call_delta":
             self._announce()
-            self._on_call_delta(event.function_call_delta)
+            self._response.call_delta(event.function_call_delta)
         elif kind == "function_call":
-            self._on_call(event.function_call)
+            self._response.call_done(event.function_call)
         elif kind == "text_delta":
             self._announce()
-            self._open_message()
             if self.timings.first_text is None:
                 self.timings.first_text = clock.now()
             text = event.text_delta.text
             self._text.append(text)
-            audio = "audio" in self.options.modalities
-            if audio:
-                self._emit(events.make(rt.ResponseAudioTranscriptDeltaEvent, **self._where(), delta=text))
-            else:
-                self._emit(events.make(rt.ResponseTextDeltaEvent, **self._where(), delta=text))
-            if audio:
+            self._response.text_delta(text)
+            if "audio" in self.options.modalities:
                 await self._speak(text)
         elif kind == "done":
             done = event.done
@@ -558,127 +551,11 @@ class Reply:
 
     # Events.
 
-    def _where(self) -> dict[str, Any]:
-        index = self._message_index if self._message_index is not None else 0
-        return {"response_id": self.response_id, "item_id": self.item_id, "output_index": index, "content_index": 0}
-
-    @property
-    def _audio(self) -> bool:
-        return "audio" in self.options.modalities
-
-    def _response(
-        self, status: events.ResponseStatus, output: list[rt.ConversationItem], **done: Any
-    ) -> events.Response:
-        return events.response(
-            self.response_id,
-            status,
-            self.options.modalities,
-            output,
-            conversation_id=self.options.conversation_id,
-            metadata=self.options.metadata,
-            max_output_tokens=self.options.max_output_tokens or "inf",
-            voice=self.options.voice or None if self._audio else None,
-            **done,
-        )
-
     def _announce(self) -> None:
-        """response.created, once; without tools the assistant message opens with it (with
-        tools the reply may be a function call only, and its message opens with its first word)."""
-        if self._announced:
-            return
-        self._announced = True
-        self.replied = True
-        self._emit(events.make(rt.ResponseCreatedEvent, response=self._response("in_progress", [])))
-        if not self.options.tools:
-            self._open_message()
-
-    def _add_output(self, item: rt.ConversationItem) -> int:
-        """A new output item of the response (and of the conversation): its output index."""
-        index = len(self._outputs)
-        self._outputs.append(item)
-        self._emit(
-            events.make(rt.ResponseOutputItemAddedEvent, response_id=self.response_id, output_index=index, item=item)
-        )
-        if self.options.conversation_id is not None:  # an out-of-band response adds nothing to it
-            self._emit(events.make(rt.ConversationItemAdded, previous_item_id=self._previous_output(), item=item))
-        return index
-
-    def _previous_output(self) -> str | None:
-        if len(self._outputs) > 1:
-            return self._outputs[-2].id
-        return self.options.user_item_id or self._previous_item_id  # a voice turn follows its user item
-
-    def _done_output(self, index: int, item: rt.ConversationItem) -> None:
-        self._outputs[index] = item
-        self._emit(
-            events.make(rt.ResponseOutputItemDoneEvent, response_id=self.response_id, output_index=index, item=item)
-        )
-        if self.options.conversation_id is not None:
-            self._emit(events.make(rt.ConversationItemDone, item=item))
-
-    def _open_message(self) -> None:
-        if self._message_index is not None:
-            return
-        self._message_index = self._add_output(events.assistant_item(self.item_id, self._audio, None, "in_progress"))
-        part = events.content_part(self._audio, "")
-        self._emit(events.make(rt.ResponseContentPartAddedEvent, **self._where(), part=part))
-
-    def _on_call_delta(self, delta: conversation_pb2.FunctionCallDelta) -> None:
-        call = self._calls.get(delta.call_id)
-        if call is None:
-            item_id = events.new_id("item")
-            index = self._add_output(events.function_call_item(item_id, delta.call_id, delta.name, "", "in_progress"))
-            call = self._calls[delta.call_id] = _Call(item_id, index, delta.name)
-        if delta.arguments:
-            call.arguments += delta.arguments
-            self._emit(
-                events.make(
-                    rt.ResponseFunctionCallArgumentsDeltaEvent,
-                    response_id=self.response_id,
-                    item_id=call.item_id,
-                    output_index=call.index,
-                    call_id=delta.call_id,
-                    delta=delta.arguments,
-                )
-            )
-
-    def _on_call(self, done: conversation_pb2.FunctionCall) -> None:
-        call = self._calls[done.call_id]
-        call.arguments, call.done = done.arguments, True
-        self._emit(
-            events.make(
-                rt.ResponseFunctionCallArgumentsDoneEvent,
-                response_id=self.response_id,
-                item_id=call.item_id,
-                output_index=call.index,
-                call_id=done.call_id,
-                name=done.name,
-                arguments=done.arguments,
-            )
-        )
-        self._done_output(
-            call.index, events.function_call_item(call.item_id, done.call_id, done.name, done.arguments, "completed")
-        )
+        if self._response.announce():
+            self.replied = True
 
     def _finish(self) -> None:
-        if not self._outputs:
-            self._open_message()  # a reply with nothing in it still has its (empty) message
-        item_status: events.ItemStatus = "completed" if self.status == "completed" else "incomplete"
-        if self._message_index is not None:
-            text = self.spoken_text
-            where = self._where()
-            if self._audio:
-                self._emit(events.make(rt.ResponseAudioDoneEvent, **where))
-                self._emit(events.make(rt.ResponseAudioTranscriptDoneEvent, **where, transcript=text))
-            else:
-                self._emit(events.make(rt.ResponseTextDoneEvent, **where, text=text))
-            part = events.content_part(self._audio, text)
-            self._emit(events.make(rt.ResponseContentPartDoneEvent, **where, part=part))
-            self._done_output(self._message_index, events.assistant_item(self.item_id, self._audio, text, item_status))
-        for call_id, call in self._calls.items():
-            if not call.done:  # cut short (cancelled, or the service failed)
-                item = events.function_call_item(call.item_id, call_id, call.name, call.arguments, "incomplete")
-                self._done_output(call.index, item)
         details = None
         if self.status == "cancelled":
             details = events.status_details("cancelled", reason=self.cancel_reason)
@@ -686,14 +563,7 @@ class Reply:
             details = events.status_details("failed", error=(self.failure.client_code, self.failure.client_message))
         elif self.status == "incomplete":
             details = events.status_details("incomplete", reason="max_output_tokens")
-        response = self._response(
-            self.status,
-            list(self._outputs),
-            usage=getattr(self, "_usage", None),
-            status_details=details,
-            parley=self._parley(),
-        )
-        self._emit(events.make(rt.ResponseDoneEvent, response=response))
+        self._response.finish(self.status, self.spoken_text, self._usage, details, self._parley())
 
     def _parley(self) -> dict[str, Any]:
         """Parley's additions to response.done: the turn's id, timings and how its user turn ended."""
@@ -701,17 +571,6 @@ class Reply:
         if self.timings.end_of_turn:
             parley["end_of_turn"] = self.timings.end_of_turn
         return parley
-
-
-@dataclass
-class _Call:
-    """A function call item of the response, as its arguments come."""
-
-    item_id: str
-    index: int
-    name: str
-    arguments: str = ""
-    done: bool = False
 
 
 # A transcription's usage: the seconds of audio it took (the recogniser runs on the server's own
