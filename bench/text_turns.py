@@ -8,6 +8,8 @@ Through the real LLM service over gRPC, on the labelled sentences of tests/suppo
 separates them best with its counts, and the scoring time (median, p95) for a session without
 history, for one 8 turns into a conversation (the session's cache then holds the history), and
 for the last word of a sentence scored word by word as partial transcripts would come.
+``--from-speech``: the set spoken (Piper and espeak-ng, each first part on its own) and heard by the
+service's recogniser, each transcript then scored: what the words look like at a real pause.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import sys
 import uuid
 
 import grpc
+import numpy as np
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
 from bench.llm import FOLLOW_UPS, figures
-from tests.support.llm_client import ask
+from tests.support.llm_client import END, ask, audio_chunks, header, respond
 from tests.support.processes import start_service
-from tests.support.turn_samples import SENTENCES
+from tests.support.speech import VOICES
+from tests.support.turn_samples import RATE, SENTENCES
 
 
 async def run(address: str) -> None:
@@ -64,13 +68,60 @@ async def run(address: str) -> None:
         print(f"scoring time, {name}: {figures(times, scale=1)}")
 
 
+async def run_from_speech(address: str) -> None:
+    """The same set as the recogniser hears it: each first part spoken on its own (a sentence-final
+    fall, as a person stopping to think says it) and each whole sentence, in both voices, through
+    the service's own recognition (a transcribe-only turn), then scored. What a fusion of sound
+    and words would see at the pause."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = conversation_pb2_grpc.ConversationServiceStub(channel)
+        scored: dict[tuple[str, bool], list[tuple[float, str]]] = {}
+        for voice_name, voice in VOICES.items():
+            for first, rest in SENTENCES:
+                for text, complete in ((first, False), (f"{first} {rest}", True)):
+                    audio = np.concatenate((voice(text), np.zeros(RATE // 2, np.float32)))
+                    session = f"bench-{uuid.uuid4().hex[:8]}"
+                    heard = await respond(channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
+                    transcript = (heard.transcript or "").strip()
+                    for form, words in (("as heard", transcript), ("without closing punctuation", bare(transcript))):
+                        probability = 0.0
+                        if words:
+                            request = conversation_pb2.ScoreEndOfTurnRequest(transcript=words)
+                            probability = (await stub.ScoreEndOfTurn(request)).probability
+                        scored.setdefault((form, voice_name, complete), []).append((probability, words))
+                    await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
+    for form in ("as heard", "without closing punctuation"):
+        print(f"== the transcripts {form}")
+        for (_, voice_name, complete), results in sorted(i for i in scored.items() if i[0][0] == form):
+            print(f"{voice_name} {'whole' if complete else 'first part alone'}:")
+            for probability, transcript in sorted(results):
+                print(f"  {probability:.2e}  {transcript!r}")
+        complete = [p for (f, _, whole), results in scored.items() if f == form and whole for p, _ in results]
+        cut = [p for (f, _, whole), results in scored.items() if f == form and not whole for p, _ in results]
+        thresholds = sorted({*complete, *cut, 1.0})
+        best = max((sum(p >= t for p in complete) + sum(p < t for p in cut), t) for t in thresholds)
+        print(
+            f"best threshold {best[1]:.2e}: {best[0]} of {len(complete) + len(cut)} right "
+            f"(whole at or above it {sum(p >= best[1] for p in complete)}/{len(complete)}, "
+            f"first parts below it {sum(p < best[1] for p in cut)}/{len(cut)})"
+        )
+
+
+def bare(transcript: str) -> str:
+    """The words without the punctuation the recogniser closed them with (its guess from the sound)."""
+    return transcript.rstrip(" .?!,;:…")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument(
+        "--from-speech", action="store_true", help="score the recogniser's transcripts of the set spoken in two voices"
+    )
     args = parser.parse_args()
     service = start_service("services.llm", "--max-sessions=64", timeout=600, python=args.python)
     try:
-        asyncio.run(run(service.grpc_address))
+        asyncio.run(run_from_speech(service.grpc_address) if args.from_speech else run(service.grpc_address))
     finally:
         service.stop()
 
