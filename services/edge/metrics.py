@@ -65,3 +65,10 @@ QUEUE_WAIT_SECONDS = Histogram(
 QUEUE_LEFT = Counter("parley_edge_queue_left", "Sessions that went away (or timed out) while waiting.")
 REPLICA_SESSIONS = Gauge("parley_edge_replica_sessions", "Sessions pinned to each LLM replica.", ["replica"])
 REPLICA_HEALTHY = Gauge("parley_edge_replica_healthy", "1 while an LLM replica answers its checks.", ["replica"])
+
+END_OF_TURN_WORDS = Counter(
+    "parley_edge_end_of_turn_words",
+    "semantic_vad pauses judged with the words: what the transcript's score said (unfinished, finished, "
+    "unsure) and what was decided (end, hold: the words kept open a turn the sound called finished).",
+    ["words", "decision"],
+)

@@ -121,6 +121,8 @@ class Reply:
         self._transcript = ""  # the user's words sent in transcription deltas (which only append)
         self._partial = ""  # the newest partial transcript: ahead of the deltas, or revised
         self._final_transcript: str | None = None  # kept until the user item is committed
+        # The recogniser's transcript of the turn's audio, once it has come ("" if it never will).
+        self.heard_transcript: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # The API sends an item's transcription only once the item is committed and added; a voice
         # turn's user item is committed when the user's turn ends (user_item_committed).
         self._item_committed = options.respond_at_once
@@ -426,6 +428,8 @@ class Reply:
             else:
                 self._fail(exc)
         finally:
+            if not self.heard_transcript.done():
+                self.heard_transcript.set_result("")
             if self._stall_timer is not None:
                 self._stall_timer.cancel()
             if writer is not None:
@@ -468,6 +472,8 @@ class Reply:
         if kind == "user_transcript" and item_id is not None:
             transcript = event.user_transcript
             if transcript.is_final:
+                if not self.heard_transcript.done():
+                    self.heard_transcript.set_result(transcript.text)
                 if self._item_committed:
                     self._send_final(transcript.text, self._emit)
                 else:

@@ -164,6 +164,12 @@ class EdgeSettings(ProcessSettings):
         "lasted this long the reply is cancelled (a barge-in), and if it ends sooner (a cough, a short "
         "'mm-hm') the reply plays on.",
     )
+    semantic_words: bool = Field(
+        True,
+        description="semantic_vad: the words join the sound in judging a pause. The LLM service scores the "
+        "transcript of the pause (ScoreEndOfTurn); clearly unfinished words ('a table for') hold a turn the "
+        "sound calls finished, clearly finished ones end a turn the sound is unsure of.",
+    )
     echo_correlation: float = Field(
         0.65,
         gt=0,

@@ -52,9 +52,18 @@ class TurnTiming:
     semantic: SemanticTurn | None  # semantic_vad: the VAD service judges the pause
     speculative: bool  # answer at a tentative pause, held back until the turn ends
     barge_in_min_speech_ms: int  # speech over the assistant that makes a barge-in
+    words: WordsRule | None = None  # semantic_vad: how the words' score joins the sound's (None: sound alone)
 
     @classmethod
-    def of(cls, detection: TurnDetection, speculative_pause_ms: int, barge_in_min_speech_ms: int) -> TurnTiming:
+    def of(
+        cls,
+        detection: TurnDetection,
+        speculative_pause_ms: int,
+        barge_in_min_speech_ms: int,
+        words: bool = False,
+    ) -> TurnTiming:
+        """``words``: let the words' end-of-turn score join the sound's (semantic_vad, with
+        early answers: the transcript of the pause comes with the held answer)."""
         semantic = EAGERNESS[detection.eagerness or "auto"] if detection.type == "semantic_vad" else None
         silence = detection.silence_duration_ms
         if semantic is not None:
@@ -68,6 +77,7 @@ class TurnTiming:
             semantic=semantic,
             speculative=speculative_pause_ms > 0,
             barge_in_min_speech_ms=barge_in_min_speech_ms,
+            words=WORDS[detection.eagerness or "auto"] if semantic and words and speculative_pause_ms > 0 else None,
         )
 
 
@@ -172,3 +182,80 @@ class BargeIn:
         return end - samples(self.timing.prefix_padding_ms) - self.heard_at < samples(
             self.timing.barge_in_min_speech_ms
         )
+
+
+@dataclass(frozen=True)
+class WordsRule:
+    """How the words' end-of-turn score (the LLM service's ScoreEndOfTurn over the transcript,
+    its closing punctuation stripped) joins the sound's at a semantic_vad pause.
+
+    Measured on the labelled set as the recogniser hears it (docs/benchmarks.md, "The words' end
+    of turn"): sentences cut at a pause score 2e-7 to 1e-5, whole ones 2e-7 to 4.5e-3; the sound
+    alone calls 12-13 of 16 cut ones finished. So the words *hold* a turn the sound calls finished
+    when they are clearly unfinished (below ``hold_below``), and *end* one the sound is unsure of
+    when they are clearly finished (at or above ``finished_at``); in between, the sound decides.
+    The longest wait stays the backstop whatever the words say."""
+
+    hold_below: float
+    finished_at: float
+
+    def verdict(self, probability: float | None) -> Literal["unfinished", "finished", "unsure"]:
+        if probability is None:
+            return "unsure"  # no words (nothing recognised, or no score in time): the sound decides
+        if probability < self.hold_below:
+            return "unfinished"
+        if probability >= self.finished_at:
+            return "finished"
+        return "unsure"
+
+
+# Eagerness moves both: "high" holds less and ends sooner, "low" the other way.
+WORDS = {
+    "high": WordsRule(hold_below=2e-7, finished_at=3e-4),
+    "medium": WordsRule(hold_below=1e-6, finished_at=1e-3),
+    "low": WordsRule(hold_below=5e-6, finished_at=3e-3),
+}
+WORDS["auto"] = WORDS["medium"]
+
+
+def bare_words(transcript: str) -> str:
+    """The words without the punctuation the recogniser closed them with: its guess from the
+    sound (Whisper closes a first part spoken alone as a finished sentence, "What is the capital
+    of?"), which the language model would take for the speaker's."""
+    return transcript.strip().rstrip(" .?!,;:…")
+
+
+@dataclass
+class PauseJudgement:
+    """One semantic_vad pause as the sound (the VAD's turn model) and the words (the transcript's
+    score) judge it; ``decision`` joins them by the rule as each arrives."""
+
+    rule: WordsRule
+    sound: Literal["pending", "complete", "unsure"] = "pending"
+    sound_probability: float | None = None
+    words_done: bool = False  # the words' score came, or will not come
+    words_probability: float | None = None
+
+    def decision(self) -> Literal["end", "hold", "wait"]:
+        """end: the turn is over; hold: the words keep open a turn the sound calls finished;
+        wait: for the other verdict, or for more speech or the longest wait."""
+        if self.sound == "pending" or not self.words_done:
+            return "wait"
+        verdict = self.rule.verdict(self.words_probability)
+        if self.sound == "complete":
+            return "hold" if verdict == "unfinished" else "end"
+        return "end" if verdict == "finished" else "wait"
+
+    def report(self, backstop: bool = False) -> dict[str, object]:
+        """What response.done's end_of_turn says of the words, and what decided."""
+        verdict = self.rule.verdict(self.words_probability)
+        if backstop:
+            decided_by = "longest wait"
+        elif self.sound == "complete":
+            decided_by = "sound and words" if verdict == "finished" else "sound"
+        else:
+            decided_by = "words"
+        report: dict[str, object] = {"decided_by": decided_by, "words": verdict}
+        if self.words_probability is not None:
+            report["text_probability"] = float(f"{self.words_probability:.3g}")
+        return report

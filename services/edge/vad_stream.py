@@ -47,6 +47,9 @@ class VadListener(Protocol):
 
     def on_speech_ended(self, end: int) -> None: ...
 
+    def on_turn_scored(self, end: int, scored: vad_pb2.TurnScored) -> None:
+        """semantic_vad: the turn model's score of a pause (a turn_ended follows if it is complete)."""
+
     def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None: ...
 
     def on_vad_heard(self, heard: int) -> None:
@@ -115,6 +118,10 @@ class VadStream:
                         self._listener.on_speech_started(base + response.speech_started.start_offset_samples)
                     elif kind == "speech_ended":
                         self._listener.on_speech_ended(base + response.speech_ended.end_offset_samples)
+                    elif kind == "turn_scored":
+                        self._listener.on_turn_scored(
+                            base + response.turn_scored.end_offset_samples, response.turn_scored
+                        )
                     elif kind == "turn_ended":
                         self._listener.on_turn_ended(base + response.turn_ended.end_offset_samples, response.turn_ended)
                     elif kind == "probabilities":  # the chunk's events have come: progress

@@ -16,21 +16,36 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from openai.types import realtime as rt
-from parley.v1 import vad_pb2
+from parley.v1 import conversation_pb2, vad_pb2
 
 from services.edge import clock, events, metrics
 from services.edge.audio import INPUT_RATE
 from services.edge.echo import EchoGuard
 from services.edge.modes import AgentState
 from services.edge.reply import Reply, cancel_and_wait
-from services.edge.turn_taking import BargeIn, Phase, TurnTiming, UserTurn, samples
+from services.edge.turn_taking import (
+    BargeIn,
+    PauseJudgement,
+    Phase,
+    TurnTiming,
+    UserTurn,
+    WordsRule,
+    bare_words,
+    samples,
+)
 from services.edge.vad_stream import VadStream, detect_config
 
 if TYPE_CHECKING:
     from services.edge.session import Session
 
 log = logging.getLogger(__name__)
+
+# The words' score of a pause (its transcript, then ScoreEndOfTurn) is waited for up to this, or
+# the sound decides alone. Not a latency budget: a slow machine's words are still worth waiting
+# for, and the turn's longest wait ends it whatever sound and words say.
+WORDS_WAIT_SECONDS = 5.0
 
 
 def ms(samples: int) -> int:
@@ -43,6 +58,7 @@ class VoiceTurns:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._settings = session.settings
+        self._words_available = True  # False once the LLM service said it cannot score words
         self.turn = UserTurn(self._timing())
         self.reply: Reply | None = None  # the user's turn's reply (held at a tentative pause)
         self.deaf = False  # half duplex: the microphone is heard as silence while the assistant answers
@@ -56,13 +72,18 @@ class VoiceTurns:
         self._cut: tuple[str, str] | None = None  # (turn_id, heard_text) for the next turn to carry
         self._idle_timer: asyncio.TimerHandle | None = None  # turn_detection.idle_timeout_ms after a reply
         self._idle_reply: Reply | None = None  # the reply the last idle timeout made
+        # semantic_vad with the words: the held turn's pause as sound and words judge it.
+        self._judgement: PauseJudgement | None = None
+        self._sound_how: dict[str, Any] | None = None  # the VAD's turn_ended, if the sound called it finished
+        self._words_task: asyncio.Task[None] | None = None
 
     def _timing(self) -> TurnTiming:
         detection = self._session.state.turn_detection
         if detection is None:
             return TurnTiming(0, 0, 0, None, False, 0)
         settings = self._settings
-        return TurnTiming.of(detection, settings.speculative_pause_ms, settings.barge_in_min_speech_ms)
+        words = settings.semantic_words and self._words_available
+        return TurnTiming.of(detection, settings.speculative_pause_ms, settings.barge_in_min_speech_ms, words)
 
     @property
     def _open(self) -> Reply | None:
@@ -127,7 +148,14 @@ class VoiceTurns:
             )
         self._next_config = None
 
+    def _drop_judgement(self) -> None:
+        self._judgement = self._sound_how = None
+        if self._words_task is not None:
+            self._words_task.cancel()
+            self._words_task = None
+
     def _drop_turn(self) -> None:
+        self._drop_judgement()
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
         if self.reply is not None:
@@ -241,6 +269,8 @@ class VoiceTurns:
             reply.end_input()
             assert pause.fallback_seconds is not None
             self._arm_confirm_timer(pause.fallback_seconds)
+            if self.turn.timing.words is not None:
+                self._judge_words(reply, self.turn.timing.words)
 
     def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None:
         """The VAD service judged the user's turn over (semantic_vad)."""
@@ -251,9 +281,69 @@ class VoiceTurns:
             "scorings": ended.scorings,
         }
         if self.turn.phase is Phase.HELD:
-            self._confirm(how)
+            judgement = self._judgement
+            if judgement is not None and ended.reason == vad_pb2.TURN_END_REASON_COMPLETE:
+                judgement.sound, judgement.sound_probability = "complete", ended.probability
+                self._sound_how = how
+                self._judge()
+                return
+            self._confirm({**how, **judgement.report(backstop=True)} if judgement else how)
         elif self._open is not None and self._open.timings.speech_end is not None:  # it has paused
             self._end_turn(self.turn.end, how)
+
+    def on_turn_scored(self, end: int, scored: vad_pb2.TurnScored) -> None:
+        """semantic_vad: the sound's score of the pause. Unsure, the words may still end the turn."""
+        judgement = self._judgement
+        if judgement is not None and self.turn.phase is Phase.HELD and not scored.complete:
+            judgement.sound, judgement.sound_probability = "unsure", scored.probability
+            self._judge()
+
+    # The words at a semantic pause.
+
+    def _judge_words(self, reply: Reply, rule: WordsRule) -> None:
+        """Score the words of the held turn's pause (the transcript its answer was begun with)."""
+        judgement = self._judgement = PauseJudgement(rule)
+        self._sound_how = None
+        self._words_task = self._session.spawn(self._score_words(reply, judgement))
+
+    async def _score_words(self, reply: Reply, judgement: PauseJudgement) -> None:
+        session = self._session
+        try:
+            async with asyncio.timeout(WORDS_WAIT_SECONDS):
+                words = bare_words(await asyncio.shield(reply.heard_transcript))
+                if words and session.services.llm is not None:
+                    request = conversation_pb2.ScoreEndOfTurnRequest(session_id=session.session_id, transcript=words)
+                    judgement.words_probability = (await session.services.llm.ScoreEndOfTurn(request)).probability
+        except TimeoutError:
+            log.info("the words' score came too late; the sound decides", extra={"session": session.session_id})
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+                self._words_available = False  # an engine that cannot score: the sound alone from now on
+                self.turn.timing = dataclasses.replace(self.turn.timing, words=None)
+            log.info("the words could not be scored", extra={"session": session.session_id, "status": exc.code().name})
+        judgement.words_done = True
+        if self._judgement is judgement:
+            self._judge()
+
+    def _judge(self) -> None:
+        """Act on the held pause once sound and words have both spoken."""
+        judgement = self._judgement
+        if judgement is None or self.turn.phase is not Phase.HELD:
+            return
+        decision = judgement.decision()
+        if decision == "wait":
+            return
+        report = judgement.report()
+        metrics.END_OF_TURN_WORDS.labels(words=report["words"], decision=decision).inc()
+        if decision == "hold":
+            log.info("the words hold a turn the sound called finished", extra={"session": self._session.session_id})
+            return
+        how = self._sound_how or {
+            "detection": "semantic_vad",
+            "reason": "words",
+            "probability": round(judgement.sound_probability or 0.0, 3),
+        }
+        self._confirm({**how, **report})
 
     # The user's turn.
 
@@ -304,6 +394,7 @@ class VoiceTurns:
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
         held.discard()
+        self._drop_judgement()
         metrics.SPECULATIONS.labels(outcome="dropped").inc()
         self._session.last_activity = clock.now()
         self.reply = self._open_reply(held.options.user_item_id, self.turn.start, replaces=held.turn_id)
@@ -330,6 +421,9 @@ class VoiceTurns:
         assert held is not None and self.turn.phase is Phase.HELD
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
+        if how is None and self._judgement is not None:  # the longest wait, whatever sound and words said
+            how = {"detection": "semantic_vad", "reason": "max_wait", **self._judgement.report(backstop=True)}
+        self._drop_judgement()
         metrics.SPECULATIONS.labels(outcome="kept").inc()
         if self._end_turn(self.turn.end, how):
             held.release()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import aiohttp
 import numpy as np
+import pytest
 
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, start_edge
 from tests.support.speech import piper_voice, resample
 from tests.support.tooling import metric_value
 from tests.support.transcribe import spoken_words
+from tests.support.turn_samples import phrase_cut
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 
@@ -120,3 +124,41 @@ async def test_a_live_session_update_of_turn_detection_keeps_the_turn_in_progres
     assert len(call.of_type("response.created")) == 1, "one answer, to the whole question"
     assert {"capital", "france"} <= set(spoken_words(transcript)), transcript
     assert done["response"]["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def edge_hearing_words(
+    vad_service: ServiceProcess, llm_service: ServiceProcess, tts_service: ServiceProcess
+) -> Iterator[ServiceProcess]:
+    """The edge in front of the bundled language model, which scores the words of a pause (the
+    scripted one cannot: there the sound decides alone)."""
+    service = start_edge(vad_service, llm_service, tts_service)
+    yield service
+    assert service.stop() == 0, f"edge exited badly; log: {service.logs[-10:]}"
+
+
+async def test_a_table_booking_with_a_pause_after_for_is_one_turn(edge_hearing_words: ServiceProcess) -> None:
+    """Cut at "for" out of the whole sentence's recording (its voice still mid-sentence), the
+    pause is one the turn model mostly calls finished (the labelled set's xfail in
+    test_vad_turns.py); the words ("... a table for") say it is not, and the turn waits."""
+    whole = piper_voice("I'd like to book a table for two people tonight.")
+    cut = phrase_cut(whole, piper_voice("I'd like to book a table for"))
+    pause = np.zeros(int(16000 * 1.2), np.float32)  # the voice's rate
+    question = np.concatenate((np.zeros(16000 // 5, np.float32), whole[:cut], pause, whole[cut:], pause, pause))
+    call = RealtimeCall(edge_hearing_words.url)
+    try:
+        await call.connect(_semantic())
+        await call.wait_for("session.created")
+        call.microphone.play(resample(question, 16000, RATE))
+        done = await call.wait_for("response.done", timeout=90)
+        transcript = (await call.wait_for("conversation.item.input_audio_transcription.completed"))["transcript"]
+        await call.wait_for("output_audio_buffer.stopped", timeout=60)
+    finally:
+        await call.close()
+    assert len(call.of_type("response.created")) == 1, "one answer, to the whole booking"
+    assert {"table", "two", "tonight"} <= set(spoken_words(transcript)), transcript
+    end_of_turn = done["response"]["parley"]["end_of_turn"]
+    assert end_of_turn["detection"] == "semantic_vad" and "text_probability" in end_of_turn, end_of_turn
+    # Where the sound called the pause after "for" finished (on this machine kind it does), the
+    # words held it: parley_edge_end_of_turn_words_total{decision="hold"}. With the words off
+    # (PARLEY_EDGE_SEMANTIC_WORDS=false) this test fails: the answer is to "a table for".

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from services.edge.protocol import TurnDetection
-from services.edge.turn_taking import EAGERNESS, BargeIn, Phase, TurnTiming, UserTurn, samples
+from services.edge.turn_taking import (
+    EAGERNESS,
+    WORDS,
+    BargeIn,
+    PauseJudgement,
+    Phase,
+    TurnTiming,
+    UserTurn,
+    bare_words,
+    samples,
+)
 
 SERVER_VAD = TurnDetection(type="server_vad", silence_duration_ms=500, prefix_padding_ms=300)
 SEMANTIC = TurnDetection(type="semantic_vad")
@@ -82,3 +92,57 @@ def test_the_barge_in_rule_is_one_length_read_while_speaking_and_at_the_end() ->
     # At the reported end (padded by 300 ms): 399 ms of speech is too short, 400 ms is not.
     assert barge_in.too_short(samples(3000 + 399 + 300))
     assert not barge_in.too_short(samples(3000 + 400 + 300))
+
+
+RULE = WORDS["auto"]
+
+
+def test_the_words_verdict_by_the_measured_thresholds() -> None:
+    assert RULE.verdict(1e-8) == "unfinished"  # "I'd like to book a table for"
+    assert RULE.verdict(5e-5) == "unsure"
+    assert RULE.verdict(3e-3) == "finished"  # "What is the capital of France"
+    assert RULE.verdict(None) == "unsure"  # no words: the sound decides
+    assert WORDS["high"].hold_below < RULE.hold_below < WORDS["low"].hold_below
+
+
+def test_the_recognisers_closing_punctuation_is_not_the_speakers() -> None:
+    assert bare_words(" What is the capital of? ") == "What is the capital of"
+    assert bare_words("Tell me a joke about…") == "Tell me a joke about"
+    assert bare_words("7.30") == "7.30"
+
+
+def _judged(sound: str, words: float | None) -> PauseJudgement:
+    judgement = PauseJudgement(RULE)
+    judgement.sound = sound  # type: ignore[assignment]
+    judgement.words_probability, judgement.words_done = words, True
+    return judgement
+
+
+def test_unfinished_words_hold_what_the_sound_calls_finished() -> None:
+    assert _judged("complete", 1e-8).decision() == "hold"
+    assert _judged("complete", 5e-5).decision() == "end"
+    assert _judged("complete", 5e-5).report()["decided_by"] == "sound"
+    assert _judged("complete", 3e-3).report()["decided_by"] == "sound and words"
+
+
+def test_finished_words_end_what_the_sound_is_unsure_of() -> None:
+    assert _judged("unsure", 3e-3).decision() == "end"
+    assert _judged("unsure", 3e-3).report() == {"decided_by": "words", "words": "finished", "text_probability": 0.003}
+    assert _judged("unsure", 5e-5).decision() == "wait"  # the longest wait decides
+    assert _judged("unsure", None).decision() == "wait"
+
+
+def test_nothing_is_decided_before_both_have_spoken() -> None:
+    waiting = PauseJudgement(RULE)
+    waiting.sound = "complete"
+    assert waiting.decision() == "wait"  # the words are still coming
+    waiting.words_done = True
+    assert waiting.decision() == "end"  # none came: the sound decides
+    assert PauseJudgement(RULE).decision() == "wait"
+
+
+def test_only_semantic_vad_with_early_answers_hears_the_words() -> None:
+    assert TurnTiming.of(SEMANTIC, 200, 400, words=True).words == WORDS["medium"]
+    assert TurnTiming.of(SEMANTIC, 0, 400, words=True).words is None  # no held answer, no transcript at the pause
+    assert TurnTiming.of(SERVER_VAD, 200, 400, words=True).words is None
+    assert TurnTiming.of(SEMANTIC, 200, 400).words is None

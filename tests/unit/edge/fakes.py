@@ -251,6 +251,8 @@ class FakeLlm:
         self.reply = Reply()
         self.calls: list[RespondCall] = []
         self.truncations: list[tuple[str, str]] = []  # (turn id, heard text) of TruncateReply
+        self.words_score: Callable[[str], float | grpc.StatusCode] = lambda transcript: 0.01
+        self.scored_words: list[str] = []  # transcripts ScoreEndOfTurn was asked about
         self.ended_sessions: list[str] = []
 
     def Respond(self) -> FakeStream:  # noqa: N802 (the gRPC method's name)
@@ -287,6 +289,14 @@ class FakeLlm:
                 await asyncio.sleep(reply.token_ms / 1000)
         done = conversation_pb2.TurnDone(finish_reason=conversation_pb2.FINISH_REASON_STOP, reply_text=reply.text)
         call.send(conversation_pb2.RespondResponse(done=done))
+
+    async def ScoreEndOfTurn(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802, ASYNC109
+        """The words' score: ``words_score`` of the transcript (a number, or a status to fail with)."""
+        self.scored_words.append(request.transcript)
+        score = self.words_score(request.transcript)
+        if isinstance(score, grpc.StatusCode):
+            raise rpc_error(score, "this engine does not score ends of turn")
+        return conversation_pb2.ScoreEndOfTurnResponse(probability=score)
 
     async def TruncateReply(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802, ASYNC109
         self.truncations.append((request.turn_id, request.heard_text))

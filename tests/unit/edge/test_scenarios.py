@@ -8,6 +8,7 @@ TTS speaks 60 ms a character.
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from tests.unit.edge.fakes import Event, Reply, Scenario, run
@@ -141,6 +142,7 @@ def test_semantic_vad_holds_an_unfinished_turn_and_answers_at_once_when_it_is_fi
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.2, 0.9]  # the first pause sounds unfinished
+            s.services.llm.words_score = lambda words: 1e-5  # and the words leave it to the sound
             s.speak(0.5, 1.5)
             s.speak(2.2, 3.0)  # 700 ms later: longer than server_vad's silence would have waited
             await s.until(6.0)
@@ -162,6 +164,7 @@ def test_semantic_vad_ends_a_turn_scored_unfinished_after_its_longest_wait() -> 
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.1]
+            s.services.llm.words_score = lambda words: 1e-5
             s.speak(0.5, 1.5)
             await s.until(5.0)
 
@@ -369,5 +372,80 @@ def test_the_sessions_transcription_language_and_prompt_reach_the_recogniser() -
         header = s.services.llm.calls[0].header
         assert header.transcription_language == "en"
         assert header.transcription_prompt == "Parley, Piper"
+
+    run(scenario)
+
+
+SEMANTIC = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
+
+
+def test_unfinished_words_hold_a_turn_the_sound_calls_finished() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.vad.turn_model.scores = [0.9, 0.9]  # the sound calls both pauses finished
+            s.services.llm.reply = Reply(transcript="I'd like to book a table for.")
+            s.services.llm.words_score = lambda words: 1e-8 if words.endswith("for") else 0.01
+            s.speak(0.5, 1.5)
+            await s.until(2.4)
+            s.services.llm.reply = Reply(transcript="I'd like to book a table for two people tonight.")
+            s.speak(2.5, 3.5)  # a second later: the rest
+            await s.until(6.0)
+
+        assert s.services.llm.scored_words[0] == "I'd like to book a table for"  # its closing "." stripped
+        [created] = s.of("response.created")
+        assert created.at >= 3.5  # not at the first pause
+        [done] = _done(s)
+        end_of_turn = done["parley"]["end_of_turn"]
+        assert end_of_turn["decided_by"] == "sound and words" and end_of_turn["text_probability"] == 0.01
+        assert len(s.of("input_audio_buffer.committed")) == 1
+
+    run(scenario)
+
+
+def test_held_by_the_words_a_turn_still_ends_after_its_longest_wait() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.vad.turn_model.scores = [0.9]
+            s.services.llm.words_score = lambda words: 1e-8
+            s.speak(0.5, 1.5)
+            await s.until(6.0)
+
+        [created] = s.of("response.created")
+        assert 4.0 <= created.at < 4.4  # the pause at ~1.65 s, then eagerness auto's 2 s and the margin
+        end_of_turn = _done(s)[0]["parley"]["end_of_turn"]
+        assert end_of_turn["decided_by"] == "longest wait" and end_of_turn["words"] == "unfinished"
+
+    run(scenario)
+
+
+def test_finished_words_end_a_turn_the_sound_is_unsure_of_at_once() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.vad.turn_model.scores = [0.2]  # the sound hesitates
+            s.services.llm.words_score = lambda words: 0.05
+            s.speak(0.5, 1.5)
+            await s.until(5.0)
+
+        [created] = s.of("response.created")
+        assert created.at < 1.8  # at the pause's scores, not the longest wait
+        end_of_turn = _done(s)[0]["parley"]["end_of_turn"]
+        assert end_of_turn["reason"] == "words" and end_of_turn["decided_by"] == "words"
+        assert end_of_turn["probability"] == pytest.approx(0.2)
+
+    run(scenario)
+
+
+def test_without_a_words_score_the_sound_decides_alone() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.vad.turn_model.scores = [0.9, 0.9]
+            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION
+            s.speak(0.5, 1.5)
+            s.speak(3.0, 4.0)
+            await s.until(7.0)
+
+        first, second = s.of("response.created")
+        assert first.at < 1.8 and second.at < 4.3  # each at its pause
+        assert len(s.services.llm.scored_words) == 1  # asked once; not again once it said it cannot
 
     run(scenario)
