@@ -187,33 +187,42 @@ class BargeIn:
 @dataclass(frozen=True)
 class WordsRule:
     """How the words' end-of-turn score (the LLM service's ScoreEndOfTurn over the transcript,
-    its closing punctuation stripped) joins the sound's at a semantic_vad pause.
+    its closing punctuation stripped: the probability that a sentence or the message ends right
+    after them) joins the sound's (the VAD's turn model) at a semantic_vad pause.
 
-    Measured on the labelled set as the recogniser hears it (docs/benchmarks.md, "The words' end
-    of turn"): sentences cut at a pause score 2e-7 to 1e-5, whole ones 2e-7 to 4.5e-3; the sound
-    alone calls 12-13 of 16 cut ones finished. So the words *hold* a turn the sound calls finished
-    when they are clearly unfinished (below ``hold_below``), and *end* one the sound is unsure of
-    when they are clearly finished (at or above ``finished_at``); in between, the sound decides.
-    The longest wait stays the backstop whatever the words say."""
+    Measured on the labelled set heard in place (tests/integration/test_vad_turns.py, artifacts/
+    turns/with_words.json; docs/benchmarks.md): finished sentences score 6.7e-3 to 0.94, most
+    sentences cut at a pause below 1.4e-3, and the sound alone calls 12-13 of 16 cut ones finished.
+    So the turn ends only if the words could end a sentence (``words_min``) and either the sound
+    is sure (``sound_sure``) or the words are (``words_sure``); otherwise it waits for more speech
+    or the longest wait, the backstop whatever either says."""
 
-    hold_below: float
-    finished_at: float
+    words_min: float
+    sound_sure: float
+    words_sure: float
 
     def verdict(self, probability: float | None) -> Literal["unfinished", "finished", "unsure"]:
         if probability is None:
             return "unsure"  # no words (nothing recognised, or no score in time): the sound decides
-        if probability < self.hold_below:
+        if probability < self.words_min:
             return "unfinished"
-        if probability >= self.finished_at:
+        if probability >= self.words_sure:
             return "finished"
         return "unsure"
 
+    def ends(self, sound: float, words: float | None, sound_threshold: float) -> bool:
+        """Whether a pause the sound scores ``sound`` and the words ``words`` ends the turn;
+        without words, the sound by its own threshold."""
+        if words is None:
+            return sound >= sound_threshold
+        return words >= self.words_min and (sound >= self.sound_sure or words >= self.words_sure)
 
-# Eagerness moves both: "high" holds less and ends sooner, "low" the other way.
+
+# Eagerness moves all three: "high" ends sooner, "low" waits for surer signs.
 WORDS = {
-    "high": WordsRule(hold_below=2e-7, finished_at=3e-4),
-    "medium": WordsRule(hold_below=1e-6, finished_at=1e-3),
-    "low": WordsRule(hold_below=5e-6, finished_at=3e-3),
+    "high": WordsRule(words_min=2e-3, sound_sure=0.8, words_sure=0.3),
+    "medium": WordsRule(words_min=5e-3, sound_sure=0.95, words_sure=0.5),
+    "low": WordsRule(words_min=1e-2, sound_sure=0.98, words_sure=0.7),
 }
 WORDS["auto"] = WORDS["medium"]
 
@@ -228,33 +237,35 @@ def bare_words(transcript: str) -> str:
 @dataclass
 class PauseJudgement:
     """One semantic_vad pause as the sound (the VAD's turn model) and the words (the transcript's
-    score) judge it; ``decision`` joins them by the rule as each arrives."""
+    score) judge it; ``decision`` joins them by the rule once both have spoken."""
 
     rule: WordsRule
-    sound: Literal["pending", "complete", "unsure"] = "pending"
-    sound_probability: float | None = None
+    sound_threshold: float = 0.5  # the VAD's completion threshold: the sound alone calls the turn over at it
+    sound_probability: float | None = None  # None until the VAD has scored the pause
     words_done: bool = False  # the words' score came, or will not come
     words_probability: float | None = None
 
     def decision(self) -> Literal["end", "hold", "wait"]:
-        """end: the turn is over; hold: the words keep open a turn the sound calls finished;
+        """end: the turn is over; hold: it goes on though the sound alone would have ended it;
         wait: for the other verdict, or for more speech or the longest wait."""
-        if self.sound == "pending" or not self.words_done:
+        if self.sound_probability is None or not self.words_done:
             return "wait"
-        verdict = self.rule.verdict(self.words_probability)
-        if self.sound == "complete":
-            return "hold" if verdict == "unfinished" else "end"
-        return "end" if verdict == "finished" else "wait"
+        if self.rule.ends(self.sound_probability, self.words_probability, self.sound_threshold):
+            return "end"
+        return "hold" if self.sound_probability >= self.sound_threshold else "wait"
 
     def report(self, backstop: bool = False) -> dict[str, object]:
         """What response.done's end_of_turn says of the words, and what decided."""
         verdict = self.rule.verdict(self.words_probability)
+        sound_sure = (self.sound_probability or 0.0) >= self.rule.sound_sure
         if backstop:
             decided_by = "longest wait"
-        elif self.sound == "complete":
-            decided_by = "sound and words" if verdict == "finished" else "sound"
+        elif self.words_probability is None:
+            decided_by = "sound"
+        elif verdict == "finished":
+            decided_by = "sound and words" if sound_sure else "words"
         else:
-            decided_by = "words"
+            decided_by = "sound and words"  # the words allowed it, the sound was sure
         report: dict[str, object] = {"decided_by": decided_by, "words": verdict}
         if self.words_probability is not None:
             report["text_probability"] = float(f"{self.words_probability:.3g}")

@@ -283,7 +283,7 @@ class VoiceTurns:
         if self.turn.phase is Phase.HELD:
             judgement = self._judgement
             if judgement is not None and ended.reason == vad_pb2.TURN_END_REASON_COMPLETE:
-                judgement.sound, judgement.sound_probability = "complete", ended.probability
+                judgement.sound_probability = ended.probability
                 self._sound_how = how
                 self._judge()
                 return
@@ -294,15 +294,18 @@ class VoiceTurns:
     def on_turn_scored(self, end: int, scored: vad_pb2.TurnScored) -> None:
         """semantic_vad: the sound's score of the pause. Unsure, the words may still end the turn."""
         judgement = self._judgement
-        if judgement is not None and self.turn.phase is Phase.HELD and not scored.complete:
-            judgement.sound, judgement.sound_probability = "unsure", scored.probability
-            self._judge()
+        if judgement is not None and self.turn.phase is Phase.HELD:
+            judgement.sound_probability = scored.probability
+            if not scored.complete:  # complete: its turn_ended follows at once, and judges
+                self._judge()
 
     # The words at a semantic pause.
 
     def _judge_words(self, reply: Reply, rule: WordsRule) -> None:
         """Score the words of the held turn's pause (the transcript its answer was begun with)."""
-        judgement = self._judgement = PauseJudgement(rule)
+        semantic = self.turn.timing.semantic
+        threshold = semantic.completion_threshold if semantic else 0.5
+        judgement = self._judgement = PauseJudgement(rule, sound_threshold=threshold)
         self._sound_how = None
         self._words_task = self._session.spawn(self._score_words(reply, judgement))
 

@@ -202,12 +202,13 @@ async def test_a_transcription_prompt_spells_the_names_it_gives(llm_channel: grp
 
 
 async def test_the_end_of_turn_score_reads_the_words(llm_channel: grpc.aio.Channel) -> None:
-    """ScoreEndOfTurn: the words "…a table for" are not a finished turn; the whole sentence or
-    question is far more likely to be (bf16 moves the exact figures with the CPU, not this order)."""
+    """ScoreEndOfTurn: the words "…a table for" could not end a sentence; the whole sentence or
+    question far more likely could (bf16 moves the exact figures with the CPU, not this order).
+    The words as the edge sends them: the recogniser's closing punctuation stripped."""
     stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
     for unfinished, finished in [
-        ("I'd like to book a table for", "I'd like to book a table for two people tonight."),
-        ("What is the capital of", "What is the capital of France?"),
+        ("I'd like to book a table for", "I'd like to book a table for two people tonight"),
+        ("What is the capital of", "What is the capital of France"),
     ]:
         cut = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=unfinished))
         whole = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=finished))

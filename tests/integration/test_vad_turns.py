@@ -5,16 +5,19 @@ bundled Piper voice. Its figures are written to artifacts/turns/labelled_set.jso
 """
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import numpy as np
 import pytest
-from parley.v1 import vad_pb2, vad_pb2_grpc
+from parley.v1 import conversation_pb2, conversation_pb2_grpc, vad_pb2, vad_pb2_grpc
 
+from services.edge.turn_taking import WORDS, PauseJudgement, bare_words
 from services.vad.turn_model import SmartTurnModel, log_mel_features
 from tests.support import speech
 from tests.support.calls import stream_until_error
+from tests.support.llm_client import END, audio_chunks, header, respond
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
 from tests.support.speech import piper_voice
 from tests.support.turn_samples import (
@@ -123,14 +126,88 @@ def test_semantic_turns_cut_off_no_more_often_than_500_ms_of_silence(
     assert semantic <= silence
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Smart Turn v3.2 judges most mid-sentence pauses of the synthetic voices finished "
-    "(figures: artifacts/turns/labelled_set.json, docs/benchmarks.md); remove this mark when a model passes",
-)
-def test_no_paused_sample_is_answered_before_its_second_half(outcomes: dict[str, list[TurnOutcome]]) -> None:
-    cut = [o.sample.name for o in outcomes["semantic_vad"] if not o.sample.complete and o.premature]
-    assert cut == []
+async def _words_score(channel: grpc.aio.Channel, audio: np.ndarray) -> float | None:
+    """What the edge's held answer would know at the pause: the recogniser's transcript of the
+    audio so far, its closing punctuation stripped, scored by the LLM service (None: no words)."""
+    session = f"turns-{uuid.uuid4().hex[:8]}"
+    heard = await respond(channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
+    stub = conversation_pb2_grpc.ConversationServiceStub(channel)
+    await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
+    words = bare_words(heard.transcript or "")
+    if not words:
+        return None
+    return (await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=words))).probability
+
+
+@pytest.fixture(scope="module")
+async def fused(
+    llm_service: ServiceProcess, outcomes: dict[str, list[TurnOutcome]]
+) -> dict[str, list[tuple[TurnOutcome, str]]]:
+    """Each sample's first pause as the edge judges it with the words (``PauseJudgement``): the
+    sound's verdict from the VAD service, the words' from the LLM service."""
+    decisions: dict[str, list[tuple[TurnOutcome, str]]] = {"piper": [], "espeak": []}
+    details: list[dict[str, object]] = []
+    async with grpc.aio.insecure_channel(llm_service.grpc_address) as channel:
+        for outcome in outcomes["semantic_vad"]:
+            sample = outcome.sample
+            first_pause = sample.pause[0] if sample.pause else sample.speech_end
+            upto = first_pause + RATE * SEMANTIC_PAUSE_MS // 1000
+            judgement = PauseJudgement(WORDS["auto"], sound_threshold=0.5)  # eagerness auto
+            judgement.sound_probability = outcome.first_score
+            judgement.words_probability = await _words_score(channel, sample.audio[:upto])
+            judgement.words_done = True
+            decisions[sample.voice].append((outcome, judgement.decision()))
+            details.append(
+                {
+                    "sample": sample.name,
+                    "voice": sample.voice,
+                    "complete": sample.complete,
+                    "sound": outcome.first_score,
+                    "words": judgement.words_probability,
+                    "decision": judgement.decision(),
+                }
+            )
+    report = {
+        voice: {
+            "paused_answered_at_the_pause": sum(d == "end" for o, d in found if not o.sample.complete),
+            "paused_answered_at_the_pause_by_sound_alone": sum(
+                (o.first_score or 0) >= 0.5 for o, _ in found if not o.sample.complete
+            ),
+            "complete_answered_at_once": sum(d == "end" for o, d in found if o.sample.complete),
+            "complete_answered_at_once_by_sound_alone": sum(
+                (o.first_score or 0) >= 0.5 for o, _ in found if o.sample.complete
+            ),
+            "of_each": sum(o.sample.complete for o, _ in found),
+        }
+        for voice, found in decisions.items()
+    }
+    folder = REPO_ROOT / "artifacts" / "turns"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "with_words.json").write_text(json.dumps({"summary": report, "pauses": details}, indent=2))
+    return decisions
+
+
+def test_with_the_words_paused_samples_wait_for_their_second_half(
+    fused: dict[str, list[tuple[TurnOutcome, str]]],
+) -> None:
+    """The sound alone (Smart Turn v3.2) calls 12-13 of the 16 mid-sentence pauses per voice
+    finished; with the words ("I'd like to book a table for") 0 and 2 were answered there when
+    the thresholds were set (docs/benchmarks.md). One more is allowed: the language model's bf16
+    kernels move its scores with the CPU."""
+    for voice, found in fused.items():
+        answered = [o.sample.name for o, decision in found if not o.sample.complete and decision == "end"]
+        assert len(answered) <= 3, (voice, answered)
+
+
+def test_with_the_words_most_finished_sentences_are_still_answered_at_once(
+    fused: dict[str, list[tuple[TurnOutcome, str]]],
+) -> None:
+    """The rule holds some finished sentences too (the sound not sure, the words not sure); those
+    wait for the longest wait. At least half are answered at the pause (13 and 10 of 16 when the
+    thresholds were set; the sound alone: 15 and 8)."""
+    for voice, found in fused.items():
+        at_once = [o for o, decision in found if o.sample.complete and decision == "end"]
+        assert len(at_once) >= 8, (voice, [o.sample.name for o, d in found if o.sample.complete and d != "end"])
 
 
 async def test_without_turn_detection_the_speech_events_are_unchanged(

@@ -98,11 +98,11 @@ RULE = WORDS["auto"]
 
 
 def test_the_words_verdict_by_the_measured_thresholds() -> None:
-    assert RULE.verdict(1e-8) == "unfinished"  # "I'd like to book a table for"
-    assert RULE.verdict(5e-5) == "unsure"
-    assert RULE.verdict(3e-3) == "finished"  # "What is the capital of France"
+    assert RULE.verdict(1e-4) == "unfinished"  # "I'd like to book a table for"
+    assert RULE.verdict(0.02) == "unsure"
+    assert RULE.verdict(0.6) == "finished"  # "What is the capital of France"
     assert RULE.verdict(None) == "unsure"  # no words: the sound decides
-    assert WORDS["high"].hold_below < RULE.hold_below < WORDS["low"].hold_below
+    assert WORDS["high"].words_min < RULE.words_min < WORDS["low"].words_min
 
 
 def test_the_recognisers_closing_punctuation_is_not_the_speakers() -> None:
@@ -111,30 +111,35 @@ def test_the_recognisers_closing_punctuation_is_not_the_speakers() -> None:
     assert bare_words("7.30") == "7.30"
 
 
-def _judged(sound: str, words: float | None) -> PauseJudgement:
-    judgement = PauseJudgement(RULE)
-    judgement.sound = sound  # type: ignore[assignment]
+def _judged(sound: float, words: float | None) -> PauseJudgement:
+    judgement = PauseJudgement(RULE, sound_threshold=0.5)
+    judgement.sound_probability = sound
     judgement.words_probability, judgement.words_done = words, True
     return judgement
 
 
 def test_unfinished_words_hold_what_the_sound_calls_finished() -> None:
-    assert _judged("complete", 1e-8).decision() == "hold"
-    assert _judged("complete", 5e-5).decision() == "end"
-    assert _judged("complete", 5e-5).report()["decided_by"] == "sound"
-    assert _judged("complete", 3e-3).report()["decided_by"] == "sound and words"
+    assert _judged(0.99, 1e-4).decision() == "hold"
+    assert _judged(0.99, 0.02).decision() == "end"  # words that could end, a sure sound
+    assert _judged(0.99, 0.02).report()["decided_by"] == "sound and words"
+    assert _judged(0.7, 0.02).decision() == "hold"  # the sound not sure enough: the longest wait decides
 
 
 def test_finished_words_end_what_the_sound_is_unsure_of() -> None:
-    assert _judged("unsure", 3e-3).decision() == "end"
-    assert _judged("unsure", 3e-3).report() == {"decided_by": "words", "words": "finished", "text_probability": 0.003}
-    assert _judged("unsure", 5e-5).decision() == "wait"  # the longest wait decides
-    assert _judged("unsure", None).decision() == "wait"
+    assert _judged(0.2, 0.6).decision() == "end"
+    assert _judged(0.2, 0.6).report() == {"decided_by": "words", "words": "finished", "text_probability": 0.6}
+    assert _judged(0.2, 0.02).decision() == "wait"  # the longest wait decides
+
+
+def test_without_words_the_sound_decides_by_its_own_threshold() -> None:
+    assert _judged(0.6, None).decision() == "end"
+    assert _judged(0.4, None).decision() == "wait"
+    assert _judged(0.6, None).report()["decided_by"] == "sound"
 
 
 def test_nothing_is_decided_before_both_have_spoken() -> None:
     waiting = PauseJudgement(RULE)
-    waiting.sound = "complete"
+    waiting.sound_probability = 0.99
     assert waiting.decision() == "wait"  # the words are still coming
     waiting.words_done = True
     assert waiting.decision() == "end"  # none came: the sound decides

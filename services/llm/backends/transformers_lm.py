@@ -106,6 +106,12 @@ class TransformersLanguageModel:
         config_eos = self.model.generation_config.eos_token_id
         eos = [self.tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])]
         self._eos_ids = {token for token in eos if token is not None}
+        # Tokens that close a sentence (".", "?", "!", and those starting with one): with the end
+        # of the message, what may come right after words that are a whole sentence.
+        pieces = self.tokenizer.batch_decode([[token] for token in range(len(self.tokenizer))])
+        self._sentence_end_ids = sorted(
+            self._eos_ids | {token for token, piece in enumerate(pieces) if piece.lstrip().startswith((".", "?", "!"))}
+        )
         self._knows_tools = tools.template_knows_tools(self.tokenizer.chat_template)
         self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, made on first use
         # Every session starts with the default system prompt already in its cache, so a first
@@ -312,9 +318,10 @@ class TransformersLanguageModel:
         logits = self._forward(ids[reused:], scratch)
         state.scoring = scratch
         probabilities = torch.softmax(logits, dim=-1)
-        # What ends a message (ChatML's <|im_end|>, the end of a reply): its probability after the
-        # user's words is how likely they have finished.
-        end = sum(float(probabilities[t]) for t in self._eos_ids)
+        # What ends a sentence or the message right after the user's words (their closing
+        # punctuation stripped: the recogniser's is a guess from the sound): how likely a whole
+        # sentence, so a finished turn, they are.
+        end = float(probabilities[self._sentence_end_ids].sum())
         return EndOfTurnScore(end, (time.perf_counter() - started) * 1000, len(ids) - reused)
 
     def _grammar(self, schema: dict[str, Any]) -> JsonGrammar:

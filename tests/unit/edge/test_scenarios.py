@@ -142,7 +142,7 @@ def test_semantic_vad_holds_an_unfinished_turn_and_answers_at_once_when_it_is_fi
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.2, 0.9]  # the first pause sounds unfinished
-            s.services.llm.words_score = lambda words: 1e-5  # and the words leave it to the sound
+            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION  # the sound alone
             s.speak(0.5, 1.5)
             s.speak(2.2, 3.0)  # 700 ms later: longer than server_vad's silence would have waited
             await s.until(6.0)
@@ -164,7 +164,7 @@ def test_semantic_vad_ends_a_turn_scored_unfinished_after_its_longest_wait() -> 
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.1]
-            s.services.llm.words_score = lambda words: 1e-5
+            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION
             s.speak(0.5, 1.5)
             await s.until(5.0)
 
@@ -382,7 +382,7 @@ SEMANTIC = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
 def test_unfinished_words_hold_a_turn_the_sound_calls_finished() -> None:
     async def scenario() -> None:
         async with Scenario("full_duplex", session=SEMANTIC) as s:
-            s.services.vad.turn_model.scores = [0.9, 0.9]  # the sound calls both pauses finished
+            s.services.vad.turn_model.scores = [0.99, 0.99]  # the sound calls both pauses finished, surely
             s.services.llm.reply = Reply(transcript="I'd like to book a table for.")
             s.services.llm.words_score = lambda words: 1e-8 if words.endswith("for") else 0.01
             s.speak(0.5, 1.5)
@@ -422,7 +422,7 @@ def test_finished_words_end_a_turn_the_sound_is_unsure_of_at_once() -> None:
     async def scenario() -> None:
         async with Scenario("full_duplex", session=SEMANTIC) as s:
             s.services.vad.turn_model.scores = [0.2]  # the sound hesitates
-            s.services.llm.words_score = lambda words: 0.05
+            s.services.llm.words_score = lambda words: 0.6
             s.speak(0.5, 1.5)
             await s.until(5.0)
 
