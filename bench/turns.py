@@ -12,6 +12,10 @@
 3. Unless --no-v2v: voice to voice through a whole stack (bench/voice_to_voice.py) with
    server_vad at 500 ms and with semantic_vad, the same questions in the same voice.
 
+--through-edge instead: the labelled set through a whole stack, one WebRTC call a sample, as the
+edge judges semantic pauses with the sound and the words: paused samples not cut off, and the
+decision time on complete ones.
+
 Prints median and p95 figures; docs/benchmarks.md keeps the latest.
 """
 
@@ -30,7 +34,9 @@ from bench.voice_to_voice import bench as voice_to_voice
 from bench.voice_to_voice import figures, turn_detection
 from services.vad.turn_model import SmartTurnModel
 from tests.support.processes import running_stack, start_service
+from tests.support.speech import resample
 from tests.support.turn_samples import TurnOutcome, detect_turn, make_samples, summary
+from tests.support.webrtc_client import RATE, RealtimeCall
 
 
 def in_process_scoring(samples: list[np.ndarray], repeats: int) -> list[float]:
@@ -89,6 +95,54 @@ async def v2v(url: str, turns: int, voice: str, eagerness: str) -> None:
     print(f"\nVoice-to-voice median change, semantic_vad vs server_vad 500 ms: {change:+.0f} ms ({ratio:.2f}x)")
 
 
+async def through_edge(url: str) -> None:
+    """The labelled set through a whole stack, one call a sample (semantic_vad, eagerness auto,
+    half duplex): the sound and the words as the edge joins them. A paused sample answered twice
+    (or whose answer's transcript misses its second half) was cut off; for complete ones, the
+    decision time is the server's end_of_speech_wait (last speech sample -> end of turn)."""
+    samples = make_samples()
+    cut_off: dict[str, int] = {"piper": 0, "espeak": 0}
+    decisions: dict[str, list[float]] = {"piper": [], "espeak": []}
+    decided_by: dict[str, int] = {}
+    for sample in samples:
+        call = RealtimeCall(url)
+        session = {
+            "type": "realtime",
+            "parley": {"mode": "half_duplex"},
+            "audio": {"input": {"turn_detection": turn_detection("semantic_vad", 500, "auto")}},
+        }
+        try:
+            await call.connect(session)
+            await call.wait_for("session.created")
+            call.microphone.play(resample(sample.audio, 16000, RATE))
+            done = await call.wait_for("response.done", timeout=60)
+            await asyncio.wait_for(call.microphone.played_out(), 60)
+            await asyncio.sleep(1.0)  # a second answer (to a cut-off second half) would start by now
+        finally:
+            await call.close()
+        answers = len(call.of_type("response.created"))
+        end = done["response"].get("parley", {}).get("end_of_turn", {})
+        decided_by[str(end.get("decided_by", end.get("reason")))] = (
+            decided_by.get(str(end.get("decided_by", end.get("reason"))), 0) + 1
+        )
+        if not sample.complete and answers > 1:
+            cut_off[sample.voice] += 1
+        if sample.complete and answers == 1 and end.get("decided_by") != "longest wait":
+            wait = done["response"].get("parley", {}).get("timings_ms", {}).get("end_of_speech_wait")
+            if wait is not None:
+                decisions[sample.voice].append(wait)
+        print(
+            f"  {sample.name:<10} {'complete' if sample.complete else 'paused':<8} answers {answers}  {end}", flush=True
+        )
+    print("\nThrough the edge (sound and words), per voice of 16 each:")
+    for voice in ("piper", "espeak"):
+        print(
+            f"  {voice:<7} paused not cut off {16 - cut_off[voice]}/16   complete decided at the pause "
+            f"{len(decisions[voice])}/16, decision {figures(decisions[voice])}"
+        )
+    print(f"  decided by: {decided_by}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pause-ms", type=int, action="append", help="semantic scoring pauses (100 150 250)")
@@ -97,7 +151,15 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12, help="questions per voice-to-voice run")
     parser.add_argument("--voice", choices=["espeak", "piper"], default="piper")
     parser.add_argument("--eagerness", choices=["low", "medium", "high", "auto"], default="auto")
+    parser.add_argument(
+        "--through-edge", action="store_true", help="only the labelled set through a whole stack (sound and words)"
+    )
     args = parser.parse_args()
+    if args.through_edge:
+        with contextlib.ExitStack() as stack:
+            url = args.url or stack.enter_context(running_stack())["edge"].url
+            asyncio.run(through_edge(url))
+        return
     asyncio.run(labelled_set(args.pause_ms or [100, 150, 250]))
     if args.no_v2v:
         return
