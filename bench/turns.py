@@ -97,18 +97,20 @@ async def v2v(url: str, turns: int, voice: str, eagerness: str) -> None:
 
 async def through_edge(url: str) -> None:
     """The labelled set through a whole stack, one call a sample (semantic_vad, eagerness auto,
-    half duplex): the sound and the words as the edge joins them. A paused sample answered twice
-    (or whose answer's transcript misses its second half) was cut off; for complete ones, the
-    decision time is the server's end_of_speech_wait (last speech sample -> end of turn)."""
+    full duplex): the sound and the words as the edge joins them. A paused sample heard as two
+    user turns was cut off; for complete ones, the decision time is the server's
+    end_of_speech_wait (last speech sample -> end of turn)."""
     samples = make_samples()
     cut_off: dict[str, int] = {"piper": 0, "espeak": 0}
     decisions: dict[str, list[float]] = {"piper": [], "espeak": []}
     decided_by: dict[str, int] = {}
     for sample in samples:
         call = RealtimeCall(url)
+        # Full duplex: a second half spoken over an answer to the first is heard (half duplex
+        # would take it for silence), so a cut-off sample shows as two user turns.
         session = {
             "type": "realtime",
-            "parley": {"mode": "half_duplex"},
+            "parley": {"mode": "full_duplex"},
             "audio": {"input": {"turn_detection": turn_detection("semantic_vad", 500, "auto")}},
         }
         try:
@@ -117,23 +119,21 @@ async def through_edge(url: str) -> None:
             call.microphone.play(resample(sample.audio, 16000, RATE))
             done = await call.wait_for("response.done", timeout=60)
             await asyncio.wait_for(call.microphone.played_out(), 60)
-            await asyncio.sleep(1.0)  # a second answer (to a cut-off second half) would start by now
+            await asyncio.sleep(1.0)  # a second turn (a cut-off second half) would be committed by now
         finally:
             await call.close()
-        answers = len(call.of_type("response.created"))
+        turns = len(call.of_type("input_audio_buffer.committed"))
         end = done["response"].get("parley", {}).get("end_of_turn", {})
-        decided_by[str(end.get("decided_by", end.get("reason")))] = (
-            decided_by.get(str(end.get("decided_by", end.get("reason"))), 0) + 1
-        )
-        if not sample.complete and answers > 1:
+        how = str(end.get("decided_by", end.get("reason")))
+        decided_by[how] = decided_by.get(how, 0) + 1
+        if not sample.complete and turns > 1:
             cut_off[sample.voice] += 1
-        if sample.complete and answers == 1 and end.get("decided_by") != "longest wait":
+        if sample.complete and turns == 1 and end.get("decided_by") != "longest wait":
             wait = done["response"].get("parley", {}).get("timings_ms", {}).get("end_of_speech_wait")
             if wait is not None:
                 decisions[sample.voice].append(wait)
-        print(
-            f"  {sample.name:<10} {'complete' if sample.complete else 'paused':<8} answers {answers}  {end}", flush=True
-        )
+        kind = "complete" if sample.complete else "paused"
+        print(f"  {sample.name:<10} {kind:<8} turns {turns}  {end}", flush=True)
     print("\nThrough the edge (sound and words), per voice of 16 each:")
     for voice in ("piper", "espeak"):
         print(
