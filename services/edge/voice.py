@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 WORDS_WAIT_SECONDS = 5.0
 
 
-def ms(samples: int) -> int:
-    return samples * 1000 // INPUT_RATE
+def ms(offset: int) -> int:
+    """Input samples (16 kHz) as milliseconds, as the API's audio_start_ms / audio_end_ms."""
+    return offset * 1000 // INPUT_RATE
 
 
 class VoiceTurns:
