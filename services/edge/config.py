@@ -107,8 +107,7 @@ class SessionState:
     @property
     def transcription_prompt(self) -> str:
         """Words the recogniser should expect: the session's transcription prompt and keywords."""
-        audio = self.config.audio
-        transcription = audio.input.transcription if audio and audio.input else None
+        transcription = self._transcription
         if transcription is None:
             return ""
         return " ".join(part for part in (transcription.prompt, ", ".join(transcription.keywords or [])) if part)

@@ -26,6 +26,7 @@ import grpc
 from openai.types import realtime as rt
 from parley.v1 import conversation_pb2, speech_pb2
 
+from services.common.languages import listed
 from services.edge import clock, events, items, metrics, protocol, tools
 from services.edge.admission import Admission
 from services.edge.assistant import Assistant
@@ -329,10 +330,9 @@ class Session:
         named = [("language", transcription.language)] + [("languages", x) for x in transcription.languages or []]
         for field, language in named:
             if language and language not in known:
-                listed = ", ".join(known) if len(known) <= 5 else f"{len(known)} languages: {', '.join(known[:5])}, ..."
                 raise ProtocolError(
                     "invalid_value",
-                    f"the recogniser does not transcribe {language!r}; it knows {listed}",
+                    f"the recogniser does not transcribe {language!r}; it knows {listed(known)}",
                     event_id,
                     f"session.audio.input.transcription.{field}",
                 )

@@ -262,10 +262,8 @@ class PauseJudgement:
             decided_by = "longest wait"
         elif self.words_probability is None:
             decided_by = "sound"
-        elif verdict == "finished":
+        else:  # the words allowed it, and the sound was sure (or else the words were)
             decided_by = "sound and words" if sound_sure else "words"
-        else:
-            decided_by = "sound and words"  # the words allowed it, the sound was sure
         report: dict[str, object] = {"decided_by": decided_by, "words": verdict}
         if self.words_probability is not None:
             report["text_probability"] = float(f"{self.words_probability:.3g}")

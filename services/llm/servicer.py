@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 from parley.v1 import audio_pb2, conversation_pb2, conversation_pb2_grpc
 
+from services.common.languages import listed
 from services.common.memory import FreedMemoryTrimmer
 from services.common.server import InvalidRequest, Lifecycle, RequestError
 from services.common.streams import StreamGuard, StreamMetrics
@@ -489,8 +490,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     def _check_language(self, language: str) -> None:
         known = self._languages()
         if language and known and language not in known:
-            listed = ", ".join(known) if len(known) <= 5 else f"{len(known)} languages: {', '.join(known[:5])}, ..."
-            raise InvalidRequest(f"transcription_language {language!r} is not one this recogniser knows ({listed})")
+            raise InvalidRequest(
+                f"transcription_language {language!r} is not one this recogniser knows ({listed(known)})"
+            )
 
     async def expire_idle_sessions(self) -> None:
         """Free idle sessions, forever (a background task)."""
