@@ -95,14 +95,18 @@ async def v2v(url: str, turns: int, voice: str, eagerness: str) -> None:
     print(f"\nVoice-to-voice median change, semantic_vad vs server_vad 500 ms: {change:+.0f} ms ({ratio:.2f}x)")
 
 
-async def through_edge(url: str) -> None:
+async def through_edge(url: str, only: str = "") -> None:
     """The labelled set through a whole stack, one call a sample (semantic_vad, eagerness auto,
     full duplex): the sound and the words as the edge joins them. A paused sample heard as two
     user turns was cut off; for complete ones, the decision time is the server's
-    end_of_speech_wait (last speech sample -> end of turn)."""
-    samples = make_samples()
+    end_of_speech_wait (last speech sample -> end of turn), with what the words waited for: the
+    held answer's recognition (llm_asr, from the pause) and their score (words_ms, from the pause).
+    ``only``: the samples whose names start with it."""
+    samples = [sample for sample in make_samples() if sample.name.startswith(only)]
+    stages: dict[str, list[float]] = {"llm_asr": [], "words_ms": [], "sound_ms": [], "to pause": []}
     cut_off: dict[str, int] = {"piper": 0, "espeak": 0}
-    decisions: dict[str, list[float]] = {"piper": [], "espeak": []}
+    decisions: dict[str, list[float]] = {"piper": [], "espeak": []}  # complete ones decided at their pause
+    answered: dict[str, list[float]] = {"piper": [], "espeak": []}  # every complete one, however decided
     decided_by: dict[str, int] = {}
     for sample in samples:
         call = RealtimeCall(url)
@@ -128,19 +132,36 @@ async def through_edge(url: str) -> None:
         decided_by[how] = decided_by.get(how, 0) + 1
         if not sample.complete and turns > 1:
             cut_off[sample.voice] += 1
-        if sample.complete and turns == 1 and end.get("decided_by") != "longest wait":
-            wait = done["response"].get("parley", {}).get("timings_ms", {}).get("end_of_speech_wait")
+        timings = done["response"].get("parley", {}).get("timings_ms", {})
+        wait = timings.get("end_of_speech_wait")
+        if sample.complete and turns == 1 and wait is not None:
+            answered[sample.voice].append(wait)
+        if sample.complete and turns == 1 and end.get("decided_by") not in ("longest wait", "silence"):
             if wait is not None:
                 decisions[sample.voice].append(wait)
+            if "llm_asr" in timings:
+                stages["llm_asr"].append(timings["llm_asr"])
+            for stage in ("words_ms", "sound_ms"):
+                if stage in end:
+                    stages[stage].append(end[stage])
+            if wait is not None and "words_ms" in end and "sound_ms" in end:  # last speech -> the pause reported
+                stages["to pause"].append(wait - max(end["words_ms"], end["sound_ms"]))
         kind = "complete" if sample.complete else "paused"
         print(f"  {sample.name:<10} {kind:<8} turns {turns}  {end}", flush=True)
-    print("\nThrough the edge (sound and words), per voice of 16 each:")
+    print("\nThrough the edge (sound and words), per voice:")
     for voice in ("piper", "espeak"):
+        paused = sum(1 for sample in samples if sample.voice == voice and not sample.complete)
+        complete = sum(1 for sample in samples if sample.voice == voice and sample.complete)
+        if not paused + complete:
+            continue
         print(
-            f"  {voice:<7} paused not cut off {16 - cut_off[voice]}/16   complete decided at the pause "
-            f"{len(decisions[voice])}/16, decision {figures(decisions[voice])}"
+            f"  {voice:<7} paused not cut off {paused - cut_off[voice]}/{paused}   complete decided at the pause "
+            f"{len(decisions[voice])}/{complete}, decision {figures(decisions[voice])}"
         )
+        print(f"  {'':<7} every complete one, last speech -> end of turn {figures(answered[voice])}")
     print(f"  decided by: {decided_by}")
+    for stage, values in stages.items():
+        print(f"  complete ones, {stage:<9} {figures(values)}")
 
 
 def main() -> None:
@@ -154,11 +175,12 @@ def main() -> None:
     parser.add_argument(
         "--through-edge", action="store_true", help="only the labelled set through a whole stack (sound and words)"
     )
+    parser.add_argument("--only", default="", help="--through-edge: the samples whose names start with this")
     args = parser.parse_args()
     if args.through_edge:
         with contextlib.ExitStack() as stack:
             url = args.url or stack.enter_context(running_stack())["edge"].url
-            asyncio.run(through_edge(url))
+            asyncio.run(through_edge(url, args.only))
         return
     asyncio.run(labelled_set(args.pause_ms or [100, 150, 250]))
     if args.no_v2v:

@@ -40,6 +40,8 @@ class ReplicaLimits:
     max_output_tokens: int = MAX_OUTPUT_TOKENS_API
     # The recogniser's languages, its default first; empty: not known (any is passed on).
     languages: tuple[str, ...] = ()
+    # Whether the replica's engine scores the user's words as ends of turn (semantic_vad's words).
+    scores_end_of_turn: bool = True
 
     def tightest(self, other: ReplicaLimits) -> ReplicaLimits:
         """What every one of two replicas allows: the smaller caps, the languages both know."""
@@ -53,6 +55,7 @@ class ReplicaLimits:
             min(self.images, other.images),
             min(self.max_output_tokens, other.max_output_tokens),
             languages,
+            self.scores_end_of_turn and other.scores_end_of_turn,
         )
 
 
@@ -165,6 +168,7 @@ class LlmPool:
                         load.max_turn_images,
                         min(load.max_output_tokens, MAX_OUTPUT_TOKENS_API),
                         tuple(load.transcription_languages),
+                        load.scores_end_of_turn,
                     )
             if was != replica.healthy:
                 log.warning(

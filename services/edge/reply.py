@@ -86,6 +86,7 @@ class ReplyOptions:
     answer_history: bool = False  # no input: the model replies to the conversation as it stands
     transcription_prompt: str = ""  # words the recogniser should expect
     transcription_language: str = ""  # the language of the user's speech (empty: the recogniser's default)
+    score_end_of_turn: bool = False  # the LLM scores the user's words as an end of turn (semantic_vad's words)
     first_spoken_chars: int = 16  # the TTS service's first piece of speech, in characters
     stall_seconds: float = 30.0  # once input has ended, the longest the LLM may say nothing
 
@@ -121,8 +122,9 @@ class Reply:
         self._transcript = ""  # the user's words sent in transcription deltas (which only append)
         self._partial = ""  # the newest partial transcript: ahead of the deltas, or revised
         self._final_transcript: str | None = None  # kept until the user item is committed
-        # The recogniser's transcript of the turn's audio, once it has come ("" if it never will).
-        self.heard_transcript: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # The words' end-of-turn score (options.score_end_of_turn), once it has come; None if it
+        # never will (no words, or an engine that cannot score).
+        self.words_score: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
         # The API sends an item's transcription only once the item is committed and added; a voice
         # turn's user item is committed when the user's turn ends (user_item_committed).
         self._item_committed = options.respond_at_once
@@ -372,6 +374,7 @@ class Reply:
             answer_history=self.options.answer_history,
             transcription_prompt=self.options.transcription_prompt,
             transcription_language=self.options.transcription_language,
+            score_end_of_turn=self.options.score_end_of_turn,
         )
         if self.options.tool_choice is not None:
             header.tool_choice.CopyFrom(self.options.tool_choice)
@@ -428,8 +431,7 @@ class Reply:
             else:
                 self._fail(exc)
         finally:
-            if not self.heard_transcript.done():
-                self.heard_transcript.set_result("")
+            self._no_words_score()
             if self._stall_timer is not None:
                 self._stall_timer.cancel()
             if writer is not None:
@@ -472,8 +474,6 @@ class Reply:
         if kind == "user_transcript" and item_id is not None:
             transcript = event.user_transcript
             if transcript.is_final:
-                if not self.heard_transcript.done():
-                    self.heard_transcript.set_result(transcript.text)
                 if self._item_committed:
                     self._send_final(transcript.text, self._emit)
                 else:
@@ -486,12 +486,17 @@ class Reply:
                     self._emit(events.make(events.TranscriptPartial, item_id=item_id, transcript=transcript.text))
                 if self._item_committed:
                     self._send_delta(self._emit)
+        elif kind == "end_of_turn":
+            if not self.words_score.done():
+                self.words_score.set_result(event.end_of_turn.probability)
         elif kind == "function_call_delta":
+            self._no_words_score()
             self._announce()
             self._response.call_delta(event.function_call_delta)
         elif kind == "function_call":
             self._response.call_done(event.function_call)
         elif kind == "text_delta":
+            self._no_words_score()  # the score comes before the reply's first text, or not at all
             self._announce()
             if self.timings.first_text is None:
                 self.timings.first_text = clock.now()
@@ -508,6 +513,10 @@ class Reply:
             )
             if done.finish_reason == conversation_pb2.FINISH_REASON_LENGTH and self.status == "in_progress":
                 self.status = "incomplete"  # a failure already reported (the TTS died) stays "failed"
+
+    def _no_words_score(self) -> None:
+        if not self.words_score.done():
+            self.words_score.set_result(None)
 
     async def _speak(self, text: str) -> None:
         if self.failure is not None and self.failure.service == "tts":

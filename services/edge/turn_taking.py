@@ -113,6 +113,7 @@ class UserTurn:
         self.start = 0  # where the turn's speech began (padded)
         self.end = 0  # the last pause's end of speech
         self._confirm_at: int | None = None
+        self._paused_heard = 0  # the heard offset at which the last pause was reported
 
     @property
     def open(self) -> bool:
@@ -137,7 +138,7 @@ class UserTurn:
         timing = self.timing
         # The VAD speaks after the pause: the speech stopped that long before the audio it has heard.
         speech_end = max(self.start, heard - samples(timing.pause_ms))
-        self.end = end
+        self.end, self._paused_heard = end, heard
         if timing.semantic is None and timing.pause_ms >= timing.silence_ms:
             return Pause("end", end, speech_end)
         if timing.semantic is not None and not timing.speculative:
@@ -150,6 +151,11 @@ class UserTurn:
         self._confirm_at = heard + samples(remaining_ms)
         # If the client stops sending audio altogether, the pause still ends the turn.
         return Pause("hold", end, speech_end, self._confirm_at, remaining_ms / 1000 + 0.5)
+
+    def confirm_within(self, ms: int) -> None:
+        """A held turn ends once its silence has lasted ``ms`` after the pause (if not sooner)."""
+        if self.phase is Phase.HELD and self._confirm_at is not None:
+            self._confirm_at = min(self._confirm_at, self._paused_heard + samples(ms))
 
     def confirmed_by(self, heard: int) -> bool:
         """A held turn's silence has lasted: it ends at its pause."""
@@ -194,12 +200,16 @@ class WordsRule:
     turns/with_words.json; docs/benchmarks.md): finished sentences score 6.7e-3 to 0.94, most
     sentences cut at a pause below 1.4e-3, and the sound alone calls 12-13 of 16 cut ones finished.
     So the turn ends only if the words could end a sentence (``words_min``) and either the sound
-    is sure (``sound_sure``) or the words are (``words_sure``); otherwise it waits for more speech
-    or the longest wait, the backstop whatever either says."""
+    is sure (``sound_sure``) or the words are (``words_sure``). Otherwise it waits for more
+    speech: words that could not end a sentence until the longest wait, the backstop whatever
+    either says; words that could, but neither is sure ("unsure"), for ``unsure_wait_ms`` of
+    silence after the pause (a finished question whose words and sound are both unsure is then
+    answered after a second, not after the longest wait)."""
 
     words_min: float
     sound_sure: float
     words_sure: float
+    unsure_wait_ms: int
 
     def verdict(self, probability: float | None) -> Literal["unfinished", "finished", "unsure"]:
         if probability is None:
@@ -220,18 +230,11 @@ class WordsRule:
 
 # Eagerness moves all three: "high" ends sooner, "low" waits for surer signs.
 WORDS = {
-    "high": WordsRule(words_min=2e-3, sound_sure=0.8, words_sure=0.3),
-    "medium": WordsRule(words_min=5e-3, sound_sure=0.95, words_sure=0.5),
-    "low": WordsRule(words_min=1e-2, sound_sure=0.98, words_sure=0.7),
+    "high": WordsRule(words_min=2e-3, sound_sure=0.8, words_sure=0.3, unsure_wait_ms=500),
+    "medium": WordsRule(words_min=5e-3, sound_sure=0.95, words_sure=0.5, unsure_wait_ms=1000),
+    "low": WordsRule(words_min=1e-2, sound_sure=0.98, words_sure=0.7, unsure_wait_ms=1500),
 }
 WORDS["auto"] = WORDS["medium"]
-
-
-def bare_words(transcript: str) -> str:
-    """The words without the punctuation the recogniser closed them with: its guess from the
-    sound (Whisper closes a first part spoken alone as a finished sentence, "What is the capital
-    of?"), which the language model would take for the speaker's."""
-    return transcript.strip().rstrip(" .?!,;:…")
 
 
 @dataclass
@@ -241,9 +244,21 @@ class PauseJudgement:
 
     rule: WordsRule
     sound_threshold: float = 0.5  # the VAD's completion threshold: the sound alone calls the turn over at it
+    paused_at: float = 0.0  # when the pause was reported (edge clock)
     sound_probability: float | None = None  # None until the VAD has scored the pause
     words_done: bool = False  # the words' score came, or will not come
     words_probability: float | None = None
+    words_ms: float | None = None  # from the pause to the words' score
+    sound_ms: float | None = None  # from the pause to the sound's (last) score
+
+    def sound_scored(self, probability: float, now: float) -> None:
+        self.sound_probability, self.sound_ms = probability, (now - self.paused_at) * 1000
+
+    def words_scored(self, probability: float | None, now: float) -> None:
+        """The words' score came (None: it will not)."""
+        self.words_done, self.words_probability = True, probability
+        if probability is not None:
+            self.words_ms = (now - self.paused_at) * 1000
 
     def decision(self) -> Literal["end", "hold", "wait"]:
         """end: the turn is over; hold: it goes on though the sound alone would have ended it;
@@ -254,12 +269,24 @@ class PauseJudgement:
             return "end"
         return "hold" if self.sound_probability >= self.sound_threshold else "wait"
 
+    @property
+    def unsure(self) -> bool:
+        """Both have spoken, the turn goes on, and the words could end a sentence: a shorter
+        silence (``rule.unsure_wait_ms``) than the longest wait ends it."""
+        return (
+            self.sound_probability is not None
+            and self.words_probability is not None
+            and self.decision() != "end"
+            and self.rule.verdict(self.words_probability) == "unsure"
+        )
+
     def report(self, backstop: bool = False) -> dict[str, object]:
-        """What response.done's end_of_turn says of the words, and what decided."""
+        """What response.done's end_of_turn says of the words, and what decided (``backstop``:
+        the silence went on, the longest wait or, with unsure words, their shorter one)."""
         verdict = self.rule.verdict(self.words_probability)
         sound_sure = (self.sound_probability or 0.0) >= self.rule.sound_sure
         if backstop:
-            decided_by = "longest wait"
+            decided_by = "silence" if self.unsure else "longest wait"
         elif self.words_probability is None:
             decided_by = "sound"
         else:  # the words allowed it, and the sound was sure (or else the words were)
@@ -267,4 +294,8 @@ class PauseJudgement:
         report: dict[str, object] = {"decided_by": decided_by, "words": verdict}
         if self.words_probability is not None:
             report["text_probability"] = float(f"{self.words_probability:.3g}")
+        if self.words_ms is not None:
+            report["words_ms"] = round(self.words_ms)
+        if self.sound_ms is not None:
+            report["sound_ms"] = round(self.sound_ms)
         return report

@@ -16,9 +16,8 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from openai.types import realtime as rt
-from parley.v1 import conversation_pb2, vad_pb2
+from parley.v1 import vad_pb2
 
 from services.edge import clock, events, metrics
 from services.edge.audio import INPUT_RATE
@@ -32,7 +31,6 @@ from services.edge.turn_taking import (
     TurnTiming,
     UserTurn,
     WordsRule,
-    bare_words,
     samples,
 )
 from services.edge.vad_stream import VadStream, detect_config
@@ -42,9 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The words' score of a pause (its transcript, then ScoreEndOfTurn) is waited for up to this, or
-# the sound decides alone. Not a latency budget: a slow machine's words are still worth waiting
-# for, and the turn's longest wait ends it whatever sound and words say.
+# The words' score of a pause (the held answer's transcript, scored by the LLM service as it
+# begins the answer) is waited for up to this, or the sound decides alone. Not a latency budget:
+# a slow machine's words are still worth waiting for, and the turn's longest wait ends it
+# whatever sound and words say.
 WORDS_WAIT_SECONDS = 5.0
 
 
@@ -59,7 +58,6 @@ class VoiceTurns:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._settings = session.settings
-        self._words_available = True  # False once the LLM service said it cannot score words
         self.turn = UserTurn(self._timing())
         self.reply: Reply | None = None  # the user's turn's reply (held at a tentative pause)
         self.deaf = False  # half duplex: the microphone is heard as silence while the assistant answers
@@ -83,8 +81,9 @@ class VoiceTurns:
         if detection is None:
             return TurnTiming(0, 0, 0, None, False, 0)
         settings = self._settings
-        words = settings.semantic_words and self._words_available
-        return TurnTiming.of(detection, settings.speculative_pause_ms, settings.barge_in_min_speech_ms, words)
+        return TurnTiming.of(
+            detection, settings.speculative_pause_ms, settings.barge_in_min_speech_ms, settings.semantic_words
+        )
 
     @property
     def _open(self) -> Reply | None:
@@ -270,7 +269,7 @@ class VoiceTurns:
             reply.end_input()
             assert pause.fallback_seconds is not None
             self._arm_confirm_timer(pause.fallback_seconds)
-            if self.turn.timing.words is not None:
+            if self.turn.timing.words is not None and reply.options.score_end_of_turn:
                 self._judge_words(reply, self.turn.timing.words)
 
     def on_turn_ended(self, end: int, ended: vad_pb2.TurnEnded) -> None:
@@ -284,7 +283,7 @@ class VoiceTurns:
         if self.turn.phase is Phase.HELD:
             judgement = self._judgement
             if judgement is not None and ended.reason == vad_pb2.TURN_END_REASON_COMPLETE:
-                judgement.sound_probability = ended.probability
+                judgement.sound_scored(ended.probability, clock.now())
                 self._sound_how = how
                 self._judge()
                 return
@@ -296,36 +295,28 @@ class VoiceTurns:
         """semantic_vad: the sound's score of the pause. Unsure, the words may still end the turn."""
         judgement = self._judgement
         if judgement is not None and self.turn.phase is Phase.HELD:
-            judgement.sound_probability = scored.probability
+            judgement.sound_scored(scored.probability, clock.now())
             if not scored.complete:  # complete: its turn_ended follows at once, and judges
                 self._judge()
 
     # The words at a semantic pause.
 
     def _judge_words(self, reply: Reply, rule: WordsRule) -> None:
-        """Score the words of the held turn's pause (the transcript its answer was begun with)."""
+        """Judge the held turn's pause by its words too: the score of the transcript its answer
+        was begun with, which the LLM service sends as it begins the answer."""
         semantic = self.turn.timing.semantic
         threshold = semantic.completion_threshold if semantic else 0.5
-        judgement = self._judgement = PauseJudgement(rule, sound_threshold=threshold)
+        judgement = self._judgement = PauseJudgement(rule, sound_threshold=threshold, paused_at=clock.now())
         self._sound_how = None
         self._words_task = self._session.spawn(self._score_words(reply, judgement))
 
     async def _score_words(self, reply: Reply, judgement: PauseJudgement) -> None:
-        session = self._session
         try:
             async with asyncio.timeout(WORDS_WAIT_SECONDS):
-                words = bare_words(await asyncio.shield(reply.heard_transcript))
-                if words and session.services.llm is not None:
-                    request = conversation_pb2.ScoreEndOfTurnRequest(session_id=session.session_id, transcript=words)
-                    judgement.words_probability = (await session.services.llm.ScoreEndOfTurn(request)).probability
+                judgement.words_scored(await asyncio.shield(reply.words_score), clock.now())
         except TimeoutError:
-            log.info("the words' score came too late; the sound decides", extra={"session": session.session_id})
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
-                self._words_available = False  # an engine that cannot score: the sound alone from now on
-                self.turn.timing = dataclasses.replace(self.turn.timing, words=None)
-            log.info("the words could not be scored", extra={"session": session.session_id, "status": exc.code().name})
-        judgement.words_done = True
+            log.info("the words' score came too late; the sound decides", extra={"session": self._session.session_id})
+            judgement.words_scored(None, clock.now())
         if self._judgement is judgement:
             self._judge()
 
@@ -335,6 +326,11 @@ class VoiceTurns:
         if judgement is None or self.turn.phase is not Phase.HELD:
             return
         decision = judgement.decision()
+        if judgement.unsure:  # neither sure: a shorter silence ends it than the longest wait
+            self.turn.confirm_within(judgement.rule.unsure_wait_ms)
+            if self.turn.confirmed_by(self.heard):
+                self._confirm()
+                return
         if decision == "wait":
             return
         report = judgement.report()
@@ -368,6 +364,8 @@ class VoiceTurns:
             item_id, respond_at_once=False, transcribe_only=bool(detection and not detection.create_response)
         )
         options.replaces_turn_id = replaces
+        # semantic_vad with the words: the LLM scores them as it begins an answer held at a pause.
+        options.score_end_of_turn = self.turn.timing.words is not None and session.services.limits.scores_end_of_turn
         reply = session.new_reply(options)
         if self._cut is not None:  # a reply this user spoke over: cut before it is answered
             reply.send_cut(*self._cut)
@@ -425,8 +423,9 @@ class VoiceTurns:
         assert held is not None and self.turn.phase is Phase.HELD
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
-        if how is None and self._judgement is not None:  # the longest wait, whatever sound and words said
-            how = {"detection": "semantic_vad", "reason": "max_wait", **self._judgement.report(backstop=True)}
+        if how is None and self._judgement is not None:  # the silence went on, whatever sound and words said
+            reason = "silence" if self._judgement.unsure else "max_wait"
+            how = {"detection": "semantic_vad", "reason": reason, **self._judgement.report(backstop=True)}
         self._drop_judgement()
         metrics.SPECULATIONS.labels(outcome="kept").inc()
         if self._end_turn(self.turn.end, how):

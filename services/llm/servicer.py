@@ -17,9 +17,16 @@ from services.common.languages import listed
 from services.common.memory import FreedMemoryTrimmer
 from services.common.server import InvalidRequest, Lifecycle, RequestError
 from services.common.streams import StreamGuard, StreamMetrics
+from services.common.words import bare_words
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
-from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, LanguageModel
+from services.llm.backends import (
+    EndOfTurnScore,
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    LanguageModel,
+)
 from services.llm.backends.tools import ToolUse
 from services.llm.reply import ReplyStream
 from services.llm.sessions import Message, Session, SessionCapacityError, SessionStore
@@ -262,6 +269,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             yield conversation_pb2.RespondResponse(text_delta=conversation_pb2.TextDelta(text=notice))
         started = time.perf_counter()
         wants_reply = (bool(user_text) or continues) and not header.transcribe_only
+        words = bare_words(user_text) if header.score_end_of_turn and self.scores_end_of_turn else ""
         # Whether this turn goes into the history: not when it fails before anything is said.
         recorded = bool(notice) or (bool(user_text) and not wants_reply)
         try:
@@ -277,9 +285,13 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                     audio=np.concatenate(turn.audio_16k) if self._engine.hears_audio and turn.audio_16k else None,
                     tools=tools,
                     json_schema=tools.call_schema() if tools is not None else None,
+                    score_words=words or None,
                 )
                 async with contextlib.aclosing(self._engine.generate(request, session.engine_state, stats)) as deltas:
                     async for delta in deltas:
+                        if isinstance(delta, EndOfTurnScore):
+                            yield self._scored(delta)
+                            continue
                         if "first_token" not in timings:
                             timings["first_token"] = (time.perf_counter() - started) * 1000
                             metrics.FIRST_TOKEN_SECONDS.observe(timings["first_token"] / 1000)
@@ -287,7 +299,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                             yield response
                 for response in reply.flush():
                     yield response
-            elif notice:
+            elif words:  # no reply to read the score off: scored on its own
+                yield self._scored(await self._score(session, words))
+            if not wants_reply and notice:
                 stats.finish_reason = "stop"
         except asyncio.CancelledError:
             stats.finish_reason = "cancelled"
@@ -451,8 +465,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"transcript must be 1-{self._settings.max_turn_text_chars} characters of the user's words",
             )
-        score: Any = getattr(self._engine, "end_of_turn_probability", None)
-        if score is None:
+        if not self.scores_end_of_turn:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, f"the {self._engine.name} engine does not score ends of turn"
             )
@@ -461,10 +474,26 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         session = self._sessions.get(request.session_id) or Session(
             request.session_id, self._engine.new_session_state(), self._settings.system_prompt
         )  # unknown: after the system prompt alone, and nothing kept
-        result = await score(session.messages(transcript), session.engine_state)
-        metrics.END_OF_TURN_SCORE_SECONDS.observe(result.inference_ms / 1000)
+        result = await self._score(session, transcript)
         return conversation_pb2.ScoreEndOfTurnResponse(
             probability=result.probability, inference_ms=result.inference_ms, computed_tokens=result.computed_tokens
+        )
+
+    @property
+    def scores_end_of_turn(self) -> bool:
+        return hasattr(self._engine, "end_of_turn_probability")
+
+    async def _score(self, session: Session, words: str) -> EndOfTurnScore:
+        """The words' end-of-turn score on their own, after the session's conversation."""
+        score: Any = self._engine.end_of_turn_probability  # type: ignore[attr-defined]
+        result: EndOfTurnScore = await score(session.messages(words), session.engine_state)
+        metrics.END_OF_TURN_SCORE_SECONDS.observe(result.inference_ms / 1000)
+        return result
+
+    @staticmethod
+    def _scored(score: EndOfTurnScore) -> conversation_pb2.RespondResponse:
+        return conversation_pb2.RespondResponse(
+            end_of_turn=conversation_pb2.EndOfTurnScore(probability=score.probability, inference_ms=score.inference_ms)
         )
 
     async def GetLoad(  # noqa: N802
@@ -479,6 +508,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
             max_turn_text_chars=self._settings.max_turn_text_chars,
             max_turn_images=self._settings.max_turn_images,
             transcription_languages=self._languages(),
+            scores_end_of_turn=self.scores_end_of_turn,
         )
 
     def _languages(self) -> list[str]:

@@ -132,9 +132,11 @@ class DetectStream:
     def ready(self) -> vad_pb2.DetectResponse:
         return vad_pb2.DetectResponse(ready=vad_pb2.DetectReady(config=self.config, window_samples=self.window))
 
-    async def process(self, chunk: audio_pb2.AudioChunk) -> list[vad_pb2.DetectResponse]:
-        """Analyse a chunk; return the responses it produces, in order."""
+    async def analyse(self, chunk: audio_pb2.AudioChunk) -> AsyncGenerator[vad_pb2.DetectResponse, None]:
+        """Analyse a chunk, yielding its responses in order as each is known: a pause goes out
+        before its turn score is computed, so the client can act on the pause meanwhile."""
         started = self._clock()
+        handing_over = 0.0  # time the consumer took with the responses: not this stream's work
         samples = self._decode(chunk)
         self.received += len(samples)
         if self._recent is not None:
@@ -142,18 +144,24 @@ class DetectStream:
         buffered = np.concatenate((self._pending, samples)) if len(self._pending) else samples
         whole = len(buffered) // self.window * self.window
         self._pending = buffered[whole:]
-        responses: list[vad_pb2.DetectResponse] = []
         if whole:
             job = InferenceJob(self.rate, buffered[:whole].reshape(-1, self.window), self._state, self._context)
             await self._batcher.run(job)
             self._state, self._context = job.state, job.context
-            responses = await self._segment(job.probabilities)
-        busy = self._clock() - started
+            async with contextlib.aclosing(self._segment(job.probabilities)) as responses:
+                async for response in responses:
+                    handed = self._clock()
+                    yield response
+                    handing_over += self._clock() - handed
+        busy = self._clock() - started - handing_over
         metrics.CHUNKS.inc()
         metrics.CHUNK_SECONDS.observe(busy)
         metrics.AUDIO_SECONDS.inc(len(samples) / self.rate)
         self._check_realtime(busy, len(samples) / self.rate)
-        return responses
+
+    async def process(self, chunk: audio_pb2.AudioChunk) -> list[vad_pb2.DetectResponse]:
+        """Analyse a chunk; the responses it produces, in order."""
+        return [response async for response in self.analyse(chunk)]
 
     def finish(self) -> list[vad_pb2.DetectResponse]:
         """The client closed its side: end a segment and a turn still open at the last sample received."""
@@ -188,33 +196,31 @@ class DetectStream:
         except AudioFormatError as exc:
             raise InvalidRequest(str(exc)) from None
 
-    async def _segment(self, probabilities: np.ndarray) -> list[vad_pb2.DetectResponse]:
+    async def _segment(self, probabilities: np.ndarray) -> AsyncGenerator[vad_pb2.DetectResponse, None]:
         first = self.processed
-        responses = []
         for index, probability in enumerate(probabilities.tolist()):
             start = first + index * self.window
             self.processed = start + self.window
             event = self._segmenter.push(probability, start, self.processed)
             if event:
-                responses.append(self._event_response(event))
+                yield self._event_response(event)
             if self._turns is not None:
-                responses.extend(await self._follow_turn(event))
+                for response in await self._follow_turn(event):
+                    yield response
         if self.config.emit_probabilities:
             # After the chunk's events: a client reading processed_samples as progress knows that
             # nothing more will be said of the audio before it.
-            responses.append(
-                vad_pb2.DetectResponse(
-                    probabilities=vad_pb2.SpeechProbabilities(
-                        offset_samples=first, window_samples=self.window, probabilities=probabilities.tolist()
-                    ),
-                    processed_samples=self.processed,
-                )
+            yield vad_pb2.DetectResponse(
+                probabilities=vad_pb2.SpeechProbabilities(
+                    offset_samples=first, window_samples=self.window, probabilities=probabilities.tolist()
+                ),
+                processed_samples=self.processed,
             )
-        return responses
 
     async def _follow_turn(self, event: SpeechEvent | None) -> list[vad_pb2.DetectResponse]:
-        """Turn events after one analysed window: a pause is scored at once (the stream waits
-        for the score, ~40 ms, so events stay in order); a long enough silence ends a turn."""
+        """Turn events after one analysed window: a pause is scored at once (its SpeechEnded has
+        gone out already; the stream waits for the score, ~40 ms, so events stay in order); a
+        long enough silence ends a turn."""
         assert self._turns is not None and self._recent is not None and self._turn_scorer is not None
         if isinstance(event, SpeechStart):
             self._turns.speech_started(event.start)
@@ -340,8 +346,9 @@ class VoiceActivityServicer(vad_pb2_grpc.VoiceActivityServiceServicer):
             elif kind == "audio":
                 if stream is None:
                     raise InvalidRequest("audio before config: the first request must be a DetectConfig")
-                for response in await stream.process(request.audio):
-                    yield response
+                async with contextlib.aclosing(stream.analyse(request.audio)) as responses:
+                    async for response in responses:
+                        yield response
             else:
                 raise InvalidRequest("empty DetectRequest: set config or audio")
         if stream is not None:

@@ -110,6 +110,7 @@ async def test_reset_and_end_session(llm_channel: grpc.aio.Channel, tokenizer) -
     assert load.active_sessions >= 1 and load.max_sessions == SHARED_LLM_MAX_SESSIONS
     assert load.max_output_tokens == 2048, "the limit the edge checks max_output_tokens by"
     assert list(load.transcription_languages) == ["en"], "the bundled recogniser's (the edge checks sessions by it)"
+    assert load.scores_end_of_turn, "the transformers engine scores words (the edge asks turns for it by this)"
     await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
@@ -217,6 +218,34 @@ async def test_the_end_of_turn_score_reads_the_words(llm_channel: grpc.aio.Chann
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript="  "))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_turn_that_asks_has_its_words_scored_before_its_first_text(llm_channel: grpc.aio.Channel) -> None:
+    """TurnHeader.score_end_of_turn: the words' score, read off the reply's own prompt, comes
+    before the reply's first text and is the score ScoreEndOfTurn gives the same words (their
+    closing punctuation stripped); the reply and what it computed are those of a turn that did
+    not ask. A turn without a reply (transcribe_only) is scored on its own."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    probabilities = {}
+    for said in ("I'd like to book a table for.", "What is the capital of France?"):
+        generation = {"max_output_tokens": 12}
+        scored = await ask(llm_channel, new_session(), said, score_end_of_turn=True, generation=generation)
+        unscored = await ask(llm_channel, new_session(), said, generation=generation)
+        alone = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=said.rstrip(".?")))
+        assert scored.end_of_turn is not None and scored.deltas_before_score == 0 and scored.deltas
+        assert unscored.end_of_turn is None
+        ratio = scored.end_of_turn.probability / alone.probability
+        assert 1 / 1.5 < ratio < 1.5, (scored.end_of_turn, alone)  # bf16: the same within rounding
+        assert scored.reply == unscored.reply
+        assert scored.done.usage.input_tokens == unscored.done.usage.input_tokens
+        probabilities[said] = scored.end_of_turn.probability
+    cut, whole = probabilities.values()
+    assert cut < 0.01 and whole > 10 * max(cut, 1e-4), probabilities
+    transcribed = await ask(
+        llm_channel, new_session(), "What is the capital of", score_end_of_turn=True, transcribe_only=True
+    )
+    assert transcribed.end_of_turn is not None and transcribed.end_of_turn.probability < 0.01
+    assert not transcribed.deltas
 
 
 async def test_scoring_a_pause_leaves_the_session_exactly_as_it_was(llm_channel: grpc.aio.Channel) -> None:

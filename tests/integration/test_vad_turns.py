@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from parley.v1 import conversation_pb2, conversation_pb2_grpc, vad_pb2, vad_pb2_grpc
 
-from services.edge.turn_taking import WORDS, PauseJudgement, bare_words
+from services.common.words import bare_words
+from services.edge.turn_taking import WORDS, PauseJudgement
 from services.vad.turn_model import SmartTurnModel, log_mel_features
 from tests.support import speech
 from tests.support.calls import stream_until_error

@@ -23,6 +23,8 @@ class TurnResult:
     call_deltas: list[conversation_pb2.FunctionCallDelta] = field(default_factory=list)
     calls: list[conversation_pb2.FunctionCall] = field(default_factory=list)
     done: conversation_pb2.TurnDone | None = None
+    end_of_turn: conversation_pb2.EndOfTurnScore | None = None
+    deltas_before_score: int = 0  # text deltas that came before the end-of-turn score
 
     @property
     def reply(self) -> str:
@@ -63,6 +65,9 @@ def collect(result: TurnResult, response: conversation_pb2.RespondResponse) -> N
             result.transcript = response.user_transcript.text
         else:
             result.partials.append(response.user_transcript.text)
+    elif kind == "end_of_turn":
+        result.end_of_turn = response.end_of_turn
+        result.deltas_before_score = len(result.deltas)
     elif kind == "text_delta":
         result.deltas.append(response.text_delta.text)
     elif kind == "function_call_delta":

@@ -167,6 +167,20 @@ async def test_a_pause_judged_finished_ends_the_turn_with_the_turns_audio_scored
     assert ended.start_offset_samples == 16384 and ended.end_offset_samples == 16384 + 32768
 
 
+async def test_a_pause_goes_out_before_the_turn_model_scores_it() -> None:
+    """The client acts on a pause (the edge begins the held answer's recognition) while the turn
+    model works: the stream yields SpeechEnded before it asks for the score."""
+    batcher, scorer = FakeBatcher(), FakeTurnScorer(0.9)
+    stream = make_stream(batcher, turn_scorer=scorer, min_silence_ms=200, speech_pad_ms=0, turn_detection={})
+    await feed(stream, batcher, 0.9, 16000)
+    batcher.probability = 0.0
+    scores_when_yielded = {}
+    for _ in range(3):
+        async for response in stream.analyse(chunk(1600)):
+            scores_when_yielded[response.WhichOneof("event")] = len(scorer.scored)
+    assert scores_when_yielded == {"speech_ended": 0, "turn_scored": 1, "turn_ended": 1}
+
+
 async def test_a_pause_judged_unfinished_waits_for_more_speech_then_for_the_longest_wait() -> None:
     batcher, scorer = FakeBatcher(), FakeTurnScorer(0.2)
     turn = vad_pb2.TurnDetectionConfig(max_wait_ms=1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.common.words import bare_words
 from services.edge.protocol import TurnDetection
 from services.edge.turn_taking import (
     EAGERNESS,
@@ -11,7 +12,6 @@ from services.edge.turn_taking import (
     Phase,
     TurnTiming,
     UserTurn,
-    bare_words,
     samples,
 )
 
@@ -122,13 +122,31 @@ def test_unfinished_words_hold_what_the_sound_calls_finished() -> None:
     assert _judged(0.99, 1e-4).decision() == "hold"
     assert _judged(0.99, 0.02).decision() == "end"  # words that could end, a sure sound
     assert _judged(0.99, 0.02).report()["decided_by"] == "sound and words"
-    assert _judged(0.7, 0.02).decision() == "hold"  # the sound not sure enough: the longest wait decides
+    assert _judged(0.7, 0.02).decision() == "hold"  # the sound not sure enough: a shorter silence decides
 
 
 def test_finished_words_end_what_the_sound_is_unsure_of() -> None:
     assert _judged(0.2, 0.6).decision() == "end"
     assert _judged(0.2, 0.6).report() == {"decided_by": "words", "words": "finished", "text_probability": 0.6}
-    assert _judged(0.2, 0.02).decision() == "wait"  # the longest wait decides
+    assert _judged(0.2, 0.02).decision() == "wait"  # a shorter silence decides
+
+
+def test_unsure_words_end_the_turn_after_a_shorter_silence_unfinished_ones_after_the_longest_wait() -> None:
+    assert _judged(0.2, 0.02).unsure and _judged(0.7, 0.02).unsure
+    assert not _judged(0.99, 1e-4).unsure  # words that could not end a sentence: the longest wait
+    assert not _judged(0.2, 0.6).unsure and not _judged(0.99, 0.02).unsure  # ended at once
+    assert not _judged(0.2, None).unsure  # no words: the sound alone, as without them
+    assert _judged(0.2, 0.02).report(backstop=True)["decided_by"] == "silence"
+    assert _judged(0.99, 1e-4).report(backstop=True)["decided_by"] == "longest wait"
+    assert WORDS["high"].unsure_wait_ms < RULE.unsure_wait_ms < WORDS["low"].unsure_wait_ms
+    turn = UserTurn(TurnTiming.of(SEMANTIC, 200, 400, words=True))
+    turn.begin(0)
+    pause = turn.pause(16000, heard=18400)  # the pause reported 150 ms into the silence
+    assert pause.kind == "hold" and pause.confirm_at is not None
+    turn.confirm_within(RULE.unsure_wait_ms)
+    assert not turn.confirmed_by(18400 + samples(RULE.unsure_wait_ms) - 1)
+    assert turn.confirmed_by(18400 + samples(RULE.unsure_wait_ms))
+    assert samples(RULE.unsure_wait_ms) < pause.confirm_at - 18400  # sooner than the longest wait
 
 
 def test_without_words_the_sound_decides_by_its_own_threshold() -> None:

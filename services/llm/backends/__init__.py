@@ -38,6 +38,19 @@ class GenerationRequest:
     # The reply must be JSON valid under this schema (a required function call): the engine
     # generates it under the schema, token by token.
     json_schema: dict[str, Any] | None = None
+    # The user's words at the end of the last message (its text without the closing
+    # punctuation): an engine that scores ends of turn yields their EndOfTurnScore before the
+    # reply's first text, read off the prompt's own computation.
+    score_words: str | None = None
+
+
+@dataclass(frozen=True)
+class EndOfTurnScore:
+    """The probability that a sentence or the user's message ends right after their words."""
+
+    probability: float
+    inference_ms: float
+    computed_tokens: int
 
 
 @dataclass
@@ -64,8 +77,11 @@ class LanguageModel(Protocol):
     def count_tokens(self, messages: list[dict[str, Any]], tools: ToolUse | None = None) -> int:
         """Prompt tokens of ``messages`` (and ``tools``) with the generation prompt, for fitting the context."""
 
-    def generate(self, request: GenerationRequest, state: Any, stats: GenerationStats) -> AsyncGenerator[str, None]:
-        """Stream the reply as text deltas. Closing the iterator early (a cancelled turn) stops
-        generation promptly; ``state`` then covers what was generated so far."""
+    def generate(
+        self, request: GenerationRequest, state: Any, stats: GenerationStats
+    ) -> AsyncGenerator[str | EndOfTurnScore, None]:
+        """Stream the reply as text deltas (and, asked for and able, the words' score first).
+        Closing the iterator early (a cancelled turn) stops generation promptly; ``state`` then
+        covers what was generated so far."""
 
     async def close(self) -> None: ...

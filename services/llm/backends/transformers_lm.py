@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from services.common.bundled import BundledFile
-from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats, int4, tools
+from services.llm.backends import (
+    EndOfTurnScore,
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    int4,
+    tools,
+)
 from services.llm.backends.text import IncrementalDetokenizer, StopStringFilter, common_prefix_length
 from services.llm.settings import LlmSettings
 
@@ -62,7 +69,7 @@ class SessionCache:
 class _Generation:
     """A reply in progress: its steps, run by the engine thread, and how it reports back."""
 
-    steps: Iterator[str]
+    steps: Iterator[str | EndOfTurnScore]
     state: SessionCache
     stats: GenerationStats
     emit: Callable[[object], None]
@@ -147,8 +154,15 @@ class TransformersLanguageModel:
         return SessionCache()
 
     def prompt_ids(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None = None) -> list[int]:
+        return self._token_ids(self._prompt_text(messages, tool_use))
+
+    def _prompt_text(self, messages: list[dict[str, Any]], tool_use: tools.ToolUse | None) -> str:
         rendered, tool_list = tools.for_template(messages, tool_use, self._knows_tools)
-        text = self.tokenizer.apply_chat_template(rendered, tools=tool_list, add_generation_prompt=True, tokenize=False)
+        return str(
+            self.tokenizer.apply_chat_template(rendered, tools=tool_list, add_generation_prompt=True, tokenize=False)
+        )
+
+    def _token_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _decode(self, token_ids: list[int]) -> str:
@@ -159,7 +173,7 @@ class TransformersLanguageModel:
 
     async def generate(
         self, request: GenerationRequest, state: SessionCache, stats: GenerationStats
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[str | EndOfTurnScore, None]:
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[object] = asyncio.Queue()
         finished = loop.create_future()
@@ -175,7 +189,7 @@ class TransformersLanguageModel:
             while (item := await deltas.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
-                assert isinstance(item, str)
+                assert isinstance(item, str | EndOfTurnScore)
                 yield item
         finally:
             job.stop.set()
@@ -230,24 +244,48 @@ class TransformersLanguageModel:
             return
         if delta:
             job.emit(delta)
-        active.append(job)
+        if isinstance(delta, EndOfTurnScore):
+            active.appendleft(job)  # a score is no step of its own: the reply goes straight on
+        else:
+            active.append(job)
 
-    def _steps(self, request: GenerationRequest, state: SessionCache, stats: GenerationStats) -> Iterator[str]:
+    def _steps(
+        self, request: GenerationRequest, state: SessionCache, stats: GenerationStats
+    ) -> Iterator[str | EndOfTurnScore]:
         """One reply as steps: each ``next`` runs one prefill chunk or one token and yields the
-        text it adds ("" when none)."""
-        ids = self.prompt_ids(request.messages, request.tools)
+        text it adds ("" when none); asked to score the user's words, the prefill chunk that
+        holds their last token yields its score first."""
+        text = self._prompt_text(request.messages, request.tools)
+        ids = self._token_ids(text)
         if state.cache is None:
             state.cache = copy.deepcopy(self._system_prefix.cache)
             state.token_ids = list(self._system_prefix.token_ids)
         reused = min(common_prefix_length(state.token_ids, ids), len(ids) - 1)  # >= 1 new token
+        words_end = None
+        if request.score_words:
+            words_end = self._words_end(text, ids, request.messages[-1], request.score_words)
+            if words_end is None:  # the prompt does not hold the words as their own tokens
+                words = {**request.messages[-1], "content": request.score_words}
+                yield self._end_of_turn([*request.messages[:-1], words], state)
+            else:
+                reused = min(reused, words_end)  # its logits are wanted, so it is computed
         state.cache.crop(reused)
         state.token_ids = ids[:reused]
         stats.input_tokens, stats.cached_input_tokens = len(ids), reused
 
         started = time.perf_counter()
         for chunk_start in range(reused, len(ids), PREFILL_CHUNK_TOKENS):
-            logits = self._forward(ids[chunk_start : chunk_start + PREFILL_CHUNK_TOKENS], state)
-            if chunk_start + PREFILL_CHUNK_TOKENS < len(ids):
+            chunk = ids[chunk_start : chunk_start + PREFILL_CHUNK_TOKENS]
+            chunk_end = chunk_start + len(chunk)
+            if words_end is not None and chunk_start <= words_end < chunk_end:
+                chunk_started = time.perf_counter()
+                kept = self._forward_keeping(chunk, state, chunk_end - words_end)
+                logits = kept[-1]
+                elapsed_ms = (time.perf_counter() - chunk_started) * 1000
+                yield EndOfTurnScore(self._sentence_end(kept[0]), elapsed_ms, len(chunk))
+            else:
+                logits = self._forward(chunk, state)
+            if chunk_end < len(ids):
                 yield ""
         stats.prefill_seconds = time.perf_counter() - started
 
@@ -277,9 +315,9 @@ class TransformersLanguageModel:
         yield stops.flush()
 
     async def end_of_turn_probability(self, messages: list[dict[str, Any]], state: SessionCache) -> EndOfTurnScore:
-        """The probability of the end-of-message token right after the last (user) message's text,
-        computed on the engine thread between generation steps from the session's cache, which is
-        left exactly as it was."""
+        """The words' end-of-turn score (a sentence or the message ending right after the last,
+        user, message's text), computed on the engine thread between generation steps from the
+        session's cache, which is left exactly as it was."""
         loop = asyncio.get_running_loop()
         result: asyncio.Future[EndOfTurnScore] = loop.create_future()
 
@@ -294,6 +332,27 @@ class TransformersLanguageModel:
 
         self._jobs.put(score)
         return await result
+
+    def _words_end(self, prompt: str, ids: list[int], message: dict[str, Any], words: str) -> int | None:
+        """Where in the prompt's tokens the user's words end (the position whose logits say
+        what follows them), if the last message begins with them and they tokenize alone as
+        they do in the prompt; else None."""
+        content = message.get("content")
+        if message.get("role") != "user" or not isinstance(content, str) or not content.startswith(words):
+            return None
+        start = prompt.rfind(content)
+        if start < 0:
+            return None
+        prefix = self._token_ids(prompt[: start + len(words)])
+        if not prefix or ids[: len(prefix)] != prefix or len(prefix) >= len(ids):
+            return None
+        return len(prefix) - 1
+
+    def _sentence_end(self, logits: torch.Tensor) -> float:
+        """What ends a sentence or the message next, by these logits: right after the user's
+        words (their closing punctuation stripped: the recogniser's is a guess from the sound),
+        how likely a whole sentence, so a finished turn, they are."""
+        return float(torch.softmax(logits, dim=-1)[self._sentence_end_ids].sum())
 
     def _end_of_turn(self, messages: list[dict[str, Any]], state: SessionCache) -> EndOfTurnScore:
         started = time.perf_counter()
@@ -317,12 +376,7 @@ class TransformersLanguageModel:
         scratch.token_ids = ids[:reused]
         logits = self._forward(ids[reused:], scratch)
         state.scoring = scratch
-        probabilities = torch.softmax(logits, dim=-1)
-        # What ends a sentence or the message right after the user's words (their closing
-        # punctuation stripped: the recogniser's is a guess from the sound): how likely a whole
-        # sentence, so a finished turn, they are.
-        end = float(probabilities[self._sentence_end_ids].sum())
-        return EndOfTurnScore(end, (time.perf_counter() - started) * 1000, len(ids) - reused)
+        return EndOfTurnScore(self._sentence_end(logits), (time.perf_counter() - started) * 1000, len(ids) - reused)
 
     def _grammar(self, schema: dict[str, Any]) -> JsonGrammar:
         if self._grammar_tokenizer is None:
@@ -332,22 +386,20 @@ class TransformersLanguageModel:
         return JsonGrammar(self._grammar_tokenizer, schema, self._eos_ids)
 
     def _forward(self, new_ids: list[int], state: SessionCache) -> torch.Tensor:
+        """Compute ``new_ids`` into the cache; the logits of what follows the last of them."""
+        return self._forward_keeping(new_ids, state, 1)[-1]
+
+    def _forward_keeping(self, new_ids: list[int], state: SessionCache, kept: int) -> torch.Tensor:
+        """Compute ``new_ids`` into the cache; the logits at their last ``kept`` positions."""
         output = self.model(
-            input_ids=torch.tensor([new_ids]), past_key_values=state.cache, use_cache=True, logits_to_keep=1
+            input_ids=torch.tensor([new_ids]), past_key_values=state.cache, use_cache=True, logits_to_keep=kept
         )
         state.token_ids.extend(new_ids)
-        return output.logits[0, -1].float()
+        return output.logits[0].float()
 
     async def close(self) -> None:
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join, 10)
-
-
-@dataclass(frozen=True)
-class EndOfTurnScore:
-    probability: float
-    inference_ms: float
-    computed_tokens: int
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

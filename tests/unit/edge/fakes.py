@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 from parley.v1 import audio_pb2, conversation_pb2, speech_pb2
 
+from services.common.words import bare_words
 from services.edge.audio import INPUT_RATE, PlaybackClock
 from services.edge.pool import ReplicaLimits
 from services.edge.session import Session
@@ -215,7 +216,7 @@ class FakeVad:
             if self.fail_after is not None and loop.time() >= self.fail_after:
                 self.fail_after = None
                 raise rpc_error(grpc.StatusCode.UNAVAILABLE, "the VAD service went away")
-            for response in await stream.process(request.audio):
+            async for response in stream.analyse(request.audio):
                 call.send(response)
 
 
@@ -251,8 +252,10 @@ class FakeLlm:
         self.reply = Reply()
         self.calls: list[RespondCall] = []
         self.truncations: list[tuple[str, str]] = []  # (turn id, heard text) of TruncateReply
-        self.words_score: Callable[[str], float | grpc.StatusCode] = lambda transcript: 0.01
-        self.scored_words: list[str] = []  # transcripts ScoreEndOfTurn was asked about
+        # The words' end-of-turn score of a transcript (its closing punctuation stripped), sent
+        # after it when the header asks; None: no score comes.
+        self.words_score: Callable[[str], float | None] = lambda words: 0.01
+        self.scored_words: list[str] = []  # the words a turn asked to have scored
         self.ended_sessions: list[str] = []
 
     def Respond(self) -> FakeStream:  # noqa: N802 (the gRPC method's name)
@@ -279,6 +282,12 @@ class FakeLlm:
         if record.audio_samples:
             transcript = conversation_pb2.UserTranscript(text=reply.transcript, is_final=True)
             call.send(conversation_pb2.RespondResponse(user_transcript=transcript))
+            words = bare_words(reply.transcript)
+            if record.header.score_end_of_turn and words:
+                self.scored_words.append(words)
+                if (score := self.words_score(words)) is not None:
+                    end_of_turn = conversation_pb2.EndOfTurnScore(probability=score)
+                    call.send(conversation_pb2.RespondResponse(end_of_turn=end_of_turn))
         if not record.header.transcribe_only:
             await asyncio.sleep(reply.first_token_ms / 1000)
             for index, word in enumerate(reply.text.split(" ")):
@@ -289,14 +298,6 @@ class FakeLlm:
                 await asyncio.sleep(reply.token_ms / 1000)
         done = conversation_pb2.TurnDone(finish_reason=conversation_pb2.FINISH_REASON_STOP, reply_text=reply.text)
         call.send(conversation_pb2.RespondResponse(done=done))
-
-    async def ScoreEndOfTurn(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802, ASYNC109
-        """The words' score: ``words_score`` of the transcript (a number, or a status to fail with)."""
-        self.scored_words.append(request.transcript)
-        score = self.words_score(request.transcript)
-        if isinstance(score, grpc.StatusCode):
-            raise rpc_error(score, "this engine does not score ends of turn")
-        return conversation_pb2.ScoreEndOfTurnResponse(probability=score)
 
     async def TruncateReply(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802, ASYNC109
         self.truncations.append((request.turn_id, request.heard_text))

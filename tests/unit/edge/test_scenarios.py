@@ -8,9 +8,9 @@ TTS speaks 60 ms a character.
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
+from services.edge.pool import ReplicaLimits
 from tests.unit.edge.fakes import Event, Reply, Scenario, run
 
 COUNTING = "One two three four five six seven eight nine ten."  # 3 s of speech from the fake TTS
@@ -142,7 +142,7 @@ def test_semantic_vad_holds_an_unfinished_turn_and_answers_at_once_when_it_is_fi
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.2, 0.9]  # the first pause sounds unfinished
-            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION  # the sound alone
+            s.services.limits = ReplicaLimits(scores_end_of_turn=False)  # the sound alone
             s.speak(0.5, 1.5)
             s.speak(2.2, 3.0)  # 700 ms later: longer than server_vad's silence would have waited
             await s.until(6.0)
@@ -164,7 +164,7 @@ def test_semantic_vad_ends_a_turn_scored_unfinished_after_its_longest_wait() -> 
         semantic = {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}
         async with Scenario("full_duplex", session=semantic) as s:
             s.services.vad.turn_model.scores = [0.1]
-            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION
+            s.services.limits = ReplicaLimits(scores_end_of_turn=False)
             s.speak(0.5, 1.5)
             await s.until(5.0)
 
@@ -418,6 +418,23 @@ def test_held_by_the_words_a_turn_still_ends_after_its_longest_wait() -> None:
     run(scenario)
 
 
+def test_unsure_words_and_sound_end_a_turn_after_a_second_of_silence_not_the_longest_wait() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.vad.turn_model.scores = [0.3]  # the sound hesitates ...
+            s.services.llm.words_score = lambda words: 0.05  # ... and the words could end here, or not
+            s.speak(0.5, 1.5)
+            await s.until(6.0)
+
+        [created] = s.of("response.created")
+        assert 2.6 <= created.at < 2.9  # the pause at ~1.65 s, then auto's second of silence
+        end_of_turn = _done(s)[0]["parley"]["end_of_turn"]
+        assert end_of_turn["decided_by"] == "silence" and end_of_turn["words"] == "unsure"
+        assert end_of_turn["reason"] == "silence"
+
+    run(scenario)
+
+
 def test_finished_words_end_a_turn_the_sound_is_unsure_of_at_once() -> None:
     async def scenario() -> None:
         async with Scenario("full_duplex", session=SEMANTIC) as s:
@@ -439,13 +456,32 @@ def test_without_a_words_score_the_sound_decides_alone() -> None:
     async def scenario() -> None:
         async with Scenario("full_duplex", session=SEMANTIC) as s:
             s.services.vad.turn_model.scores = [0.9, 0.9]
-            s.services.llm.words_score = lambda words: grpc.StatusCode.FAILED_PRECONDITION
+            s.services.llm.words_score = lambda words: None  # asked, but no score comes
             s.speak(0.5, 1.5)
             s.speak(3.0, 4.0)
             await s.until(7.0)
 
         first, second = s.of("response.created")
-        assert first.at < 1.8 and second.at < 4.3  # each at its pause
-        assert len(s.services.llm.scored_words) == 1  # asked once; not again once it said it cannot
+        # Each at its pause, once the answer's first text shows that no score is coming (it would
+        # have come before it), not at the longest wait.
+        assert first.at < 2.0 and second.at < 4.5
+        assert len(s.services.llm.scored_words) == 2
+        assert _done(s)[0]["parley"]["end_of_turn"]["decided_by"] == "sound"
+
+    run(scenario)
+
+
+def test_a_replica_that_cannot_score_words_is_not_asked_to() -> None:
+    async def scenario() -> None:
+        async with Scenario("full_duplex", session=SEMANTIC) as s:
+            s.services.limits = ReplicaLimits(scores_end_of_turn=False)  # its GetLoad says so
+            s.services.vad.turn_model.scores = [0.9]
+            s.speak(0.5, 1.5)
+            await s.until(4.0)
+
+        [created] = s.of("response.created")
+        assert created.at < 1.8  # at the pause, by the sound
+        assert not any(call.header.score_end_of_turn for call in s.services.llm.calls)
+        assert "words" not in _done(s)[0]["parley"]["end_of_turn"]
 
     run(scenario)
