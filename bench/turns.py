@@ -16,6 +16,10 @@
 edge judges semantic pauses with the sound and the words: paused samples not cut off, and the
 decision time on complete ones.
 
+--with-words instead: each sample's first pause judged in place by the sound (the VAD service)
+and the words (the LLM service's recogniser and score), by the edge's rule; with --extended, on the
+extended set (more unfinished cuts, and first parts synthesised on their own), by kind of cut.
+
 Prints median and p95 figures; docs/benchmarks.md keeps the latest.
 """
 
@@ -32,10 +36,18 @@ import numpy as np
 
 from bench.voice_to_voice import bench as voice_to_voice
 from bench.voice_to_voice import figures, turn_detection
+from services.edge.turn_taking import EAGERNESS
 from services.vad.turn_model import SmartTurnModel
 from tests.support.processes import running_stack, start_service
 from tests.support.speech import resample
-from tests.support.turn_samples import TurnOutcome, detect_turn, make_samples, summary
+from tests.support.turn_samples import (
+    TurnOutcome,
+    TurnSample,
+    detect_turn,
+    judge_first_pause,
+    make_samples,
+    summary,
+)
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 
@@ -164,6 +176,63 @@ async def through_edge(url: str, only: str = "") -> None:
         print(f"  complete ones, {stage:<9} {figures(values)}")
 
 
+CUT_KINDS = ("for", "the", "that is", "and")
+
+
+def cut_kind(first_part: str) -> str:
+    """What leaves a first part unfinished: its last words, or another phrase boundary."""
+    for kind in CUT_KINDS:
+        if first_part.endswith(" " + kind):
+            return kind
+    return "other"
+
+
+async def with_words(extended: bool, eagerness: str, only: str = "") -> None:
+    samples = [sample for sample in make_samples(extended=extended) if sample.name.startswith(only)]
+    vad, llm = start_service("services.vad"), start_service("services.llm")
+    verdicts: list[tuple[TurnSample, str]] = []  # (sample, what its first pause did)
+    try:
+        async with (
+            grpc.aio.insecure_channel(vad.grpc_address) as vad_channel,
+            grpc.aio.insecure_channel(llm.grpc_address) as llm_channel,
+        ):
+            pause_ms = EAGERNESS[eagerness].pause_ms
+            for sample in samples:
+                outcome = await detect_turn(vad_channel, sample, True, pause_ms)
+                judgement, words = await judge_first_pause(llm_channel, outcome, pause_ms, eagerness)
+                # The first pause ends the turn at once, after the unsure words' shorter silence
+                # (longer than every pause of the set), or at the longest wait.
+                did = "at once" if judgement.decision() == "end" else "unsure wait" if judgement.unsure else "longest"
+                verdicts.append((sample, did))
+                sound, said = outcome.first_score, judgement.words_probability
+                print(
+                    f"  {sample.name:<10} {sample.kind:<13} sound {sound if sound is None else round(sound, 3)!s:<6} "
+                    f"words {said if said is None else f'{said:.2g}'!s:<8} {did:<11} {words!r}",
+                    flush=True,
+                )
+    finally:
+        llm.stop()
+        vad.stop()
+    print(f"\nFirst pauses judged by sound and words in place (eagerness {eagerness}, {len(samples)} samples):")
+    for voice in ("piper", "espeak"):
+        for kind in ("complete", "paused", "paused alone"):
+            found = [did for sample, did in verdicts if sample.voice == voice and sample.kind == kind]
+            if found:
+                counts = "   ".join(f"{how} {found.count(how):>2}" for how in ("at once", "unsure wait", "longest"))
+                print(f"  {voice:<7} {kind:<13} of {len(found):>2}:   {counts}")
+    print("\nPaused samples answered at the first pause (cut off), by what ends the first part:")
+    for kind in (*CUT_KINDS, "other"):
+        for alone in (False, True):
+            found = [
+                did
+                for sample, did in verdicts
+                if not sample.complete and sample.first_alone == alone and cut_kind(sample.first_part) == kind
+            ]
+            if found:
+                where = "synthesised alone" if alone else "cut from the whole"
+                print(f"  {kind!r:<10} {where:<19} {found.count('at once'):>2} of {len(found)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pause-ms", type=int, action="append", help="semantic scoring pauses (100 150 250)")
@@ -175,12 +244,17 @@ def main() -> None:
     parser.add_argument(
         "--through-edge", action="store_true", help="only the labelled set through a whole stack (sound and words)"
     )
-    parser.add_argument("--only", default="", help="--through-edge: the samples whose names start with this")
+    parser.add_argument("--only", default="", help="the samples whose names start with this")
+    parser.add_argument("--with-words", action="store_true", help="only the first pauses judged in place, with words")
+    parser.add_argument("--extended", action="store_true", help="--with-words: on the extended labelled set")
     args = parser.parse_args()
     if args.through_edge:
         with contextlib.ExitStack() as stack:
             url = args.url or stack.enter_context(running_stack())["edge"].url
             asyncio.run(through_edge(url, args.only))
+        return
+    if args.with_words:
+        asyncio.run(with_words(args.extended, args.eagerness, args.only))
         return
     asyncio.run(labelled_set(args.pause_ms or [100, 150, 250]))
     if args.no_v2v:

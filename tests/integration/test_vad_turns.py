@@ -5,20 +5,16 @@ bundled Piper voice. Its figures are written to artifacts/turns/labelled_set.jso
 """
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import numpy as np
 import pytest
-from parley.v1 import conversation_pb2, conversation_pb2_grpc, vad_pb2, vad_pb2_grpc
+from parley.v1 import vad_pb2, vad_pb2_grpc
 
-from services.common.words import bare_words
-from services.edge.turn_taking import WORDS, PauseJudgement
 from services.vad.turn_model import SmartTurnModel, log_mel_features
 from tests.support import speech
 from tests.support.calls import stream_until_error
-from tests.support.llm_client import END, audio_chunks, header, respond
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
 from tests.support.speech import piper_voice
 from tests.support.turn_samples import (
@@ -26,6 +22,7 @@ from tests.support.turn_samples import (
     TurnOutcome,
     TurnSample,
     detect_turn,
+    judge_first_pause,
     make_samples,
     phrase_cut,
     summary,
@@ -127,19 +124,6 @@ def test_semantic_turns_cut_off_no_more_often_than_500_ms_of_silence(
     assert semantic <= silence
 
 
-async def _words_score(channel: grpc.aio.Channel, audio: np.ndarray) -> float | None:
-    """What the edge's held answer would know at the pause: the recogniser's transcript of the
-    audio so far, its closing punctuation stripped, scored by the LLM service (None: no words)."""
-    session = f"turns-{uuid.uuid4().hex[:8]}"
-    heard = await respond(channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
-    stub = conversation_pb2_grpc.ConversationServiceStub(channel)
-    await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
-    words = bare_words(heard.transcript or "")
-    if not words:
-        return None
-    return (await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=words))).probability
-
-
 @pytest.fixture(scope="module")
 async def fused(
     llm_service: ServiceProcess, outcomes: dict[str, list[TurnOutcome]]
@@ -151,12 +135,7 @@ async def fused(
     async with grpc.aio.insecure_channel(llm_service.grpc_address) as channel:
         for outcome in outcomes["semantic_vad"]:
             sample = outcome.sample
-            first_pause = sample.pause[0] if sample.pause else sample.speech_end
-            upto = first_pause + RATE * SEMANTIC_PAUSE_MS // 1000
-            judgement = PauseJudgement(WORDS["auto"], sound_threshold=0.5)  # eagerness auto
-            judgement.sound_probability = outcome.first_score
-            judgement.words_probability = await _words_score(channel, sample.audio[:upto])
-            judgement.words_done = True
+            judgement, _ = await judge_first_pause(channel, outcome, SEMANTIC_PAUSE_MS)  # eagerness auto
             decisions[sample.voice].append((outcome, judgement.decision()))
             details.append(
                 {

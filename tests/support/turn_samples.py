@@ -4,16 +4,26 @@ Each sentence gives two samples: "complete" (the sentence, then silence) and "pa
 recording cut at a phrase boundary, a 600-900 ms pause, then the rest, then silence). The paused
 sample is cut out of the whole sentence's recording, not synthesised in two halves, so its first
 half keeps the voice's mid-sentence intonation instead of a sentence-final fall.
+
+The extended set (``make_samples(extended=True)``) adds sentences cut where the words are
+clearly unfinished (after "for", "the", "that is", "and", a verb without its object) and, for
+every sentence, a third sample whose first part is synthesised on its own: a sentence-final fall
+before the pause, as a person stopping to think says it.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from parley.v1 import vad_pb2
+from parley.v1 import conversation_pb2, conversation_pb2_grpc, vad_pb2
 
+from services.common.words import bare_words
+from services.edge.turn_taking import WORDS, PauseJudgement
+from tests.support import speech
+from tests.support.llm_client import END, audio_chunks, header, respond
 from tests.support.speech import VOICES
 from tests.support.vad_client import detect
 
@@ -41,6 +51,22 @@ SENTENCES: list[tuple[str, str]] = [
     ("Can you play some music by", "the Beatles?"),
     ("How many people live in", "Tokyo?"),
 ]
+# The extended set's further sentences, by what leaves the first part unfinished.
+MORE_SENTENCES: list[tuple[str, str]] = [
+    ("Can you find me a flight for", "next Friday?"),  # for
+    ("I'm waiting for", "the bus to arrive."),
+    ("Please turn off the", "lights in the kitchen."),  # the
+    ("What time does the", "last train leave?"),
+    ("Send a message to the", "whole team."),
+    ("I want a hotel that is", "close to the beach."),  # that is
+    ("Find me a laptop that is", "light and cheap."),
+    ("I need eggs and", "butter for the cake."),  # and
+    ("Call my sister and", "tell her I'm late."),
+    ("Could you please bring", "me a glass of water?"),  # a verb without its object
+    ("I would like to order", "a large pizza."),
+    ("Can you recommend", "a good book?"),
+    ("Remind me to buy", "some flowers."),
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,12 @@ class TurnSample:
     audio: np.ndarray  # 16 kHz float32
     speech_end: int  # last voiced sample of the utterance
     pause: tuple[int, int] | None  # (first silent sample, first sample of the rest) for paused samples
+    first_alone: bool = False  # paused: its first part synthesised on its own (a sentence-final fall)
+    first_part: str = ""  # the words before the pause (paused samples)
+
+    @property
+    def kind(self) -> str:
+        return "complete" if self.complete else "paused alone" if self.first_alone else "paused"
 
 
 def phrase_cut(whole: np.ndarray, first_alone: np.ndarray) -> int:
@@ -67,23 +99,32 @@ def _silence(seconds: float) -> np.ndarray:
     return np.zeros(int(RATE * seconds), np.float32)
 
 
-def make_samples(voices: tuple[str, ...] = ("piper", "espeak"), seed: int = 7) -> list[TurnSample]:
+def make_samples(
+    voices: tuple[str, ...] = ("piper", "espeak"), seed: int = 7, extended: bool = False
+) -> list[TurnSample]:
     rng = np.random.default_rng(seed)
     samples = []
+    sentences = [*SENTENCES, *MORE_SENTENCES] if extended else SENTENCES
     for voice_name in voices:
         say = VOICES[voice_name]
-        for index, (first, rest) in enumerate(SENTENCES):
+        for index, (first, rest) in enumerate(sentences):
             name = f"{voice_name}-{index:02d}"
             whole = say(f"{first} {rest}")
             lead = _silence(LEAD_SILENCE_S)
             audio = np.concatenate((lead, whole, _silence(TRAIL_SILENCE_S)))
             samples.append(TurnSample(name, voice_name, True, _noisy(audio, rng), len(lead) + len(whole), None))
-            cut = phrase_cut(whole, say(first))
-            pause = _silence(rng.uniform(0.6, 0.9))
-            audio = np.concatenate((lead, whole[:cut], pause, whole[cut:], _silence(TRAIL_SILENCE_S)))
-            pause_span = (len(lead) + cut, len(lead) + cut + len(pause))
-            end = len(lead) + len(whole) + len(pause)
-            samples.append(TurnSample(name, voice_name, False, _noisy(audio, rng), end, pause_span))
+            first_alone = say(first)
+            cut = phrase_cut(whole, first_alone)
+            parts = [(whole[:cut], whole[cut:], False)]
+            if extended:
+                parts.append((speech.trim(first_alone, RATE), speech.trim(say(rest), RATE), True))
+            for before, after, alone in parts:
+                pause = _silence(rng.uniform(0.6, 0.9))
+                audio = np.concatenate((lead, before, pause, after, _silence(TRAIL_SILENCE_S)))
+                pause_span = (len(lead) + len(before), len(lead) + len(before) + len(pause))
+                end = pause_span[1] + len(after)
+                paused = TurnSample(name, voice_name, False, _noisy(audio, rng), end, pause_span, alone, first)
+                samples.append(paused)
     return samples
 
 
@@ -143,6 +184,33 @@ async def detect_turn(channel: grpc.aio.Channel, sample: TurnSample, semantic: b
         scores[0].probability if scores else None,
         tuple(s.inference_ms for s in scores),
     )
+
+
+async def words_score(llm_channel: grpc.aio.Channel, audio: np.ndarray) -> tuple[str, float | None]:
+    """What the edge's held answer knows at a pause: the recogniser's transcript of the audio so
+    far and its score, its closing punctuation stripped, by the LLM service (None: no words)."""
+    session = f"turns-{uuid.uuid4().hex[:8]}"
+    heard = await respond(llm_channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    await stub.EndSession(conversation_pb2.EndSessionRequest(session_id=session))
+    words = bare_words(heard.transcript or "")
+    if not words:
+        return "", None
+    return words, (await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript=words))).probability
+
+
+async def judge_first_pause(
+    llm_channel: grpc.aio.Channel, outcome: TurnOutcome, pause_ms: int, eagerness: str = "auto"
+) -> tuple[PauseJudgement, str]:
+    """A sample's first pause as the edge judges it with the words, and the words heard: the
+    sound's score from the VAD service (``outcome``), the words' of the audio up to the pause's report."""
+    sample = outcome.sample
+    first_pause = sample.pause[0] if sample.pause else sample.speech_end
+    judgement = PauseJudgement(WORDS[eagerness], sound_threshold=0.5)
+    judgement.sound_probability = outcome.first_score
+    words, probability = await words_score(llm_channel, sample.audio[: first_pause + RATE * pause_ms // 1000])
+    judgement.words_scored(probability, 0.0)
+    return judgement, words
 
 
 def summary(outcomes: list[TurnOutcome]) -> dict[str, object]:
