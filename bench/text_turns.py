@@ -7,7 +7,9 @@ Through the real LLM service over gRPC, on the labelled sentences of tests/suppo
 (each cut where a person might pause, and whole). Prints each class's scores, the threshold that
 separates them best with its counts, and the scoring time (median, p95) for a session without
 history, for one 8 turns into a conversation (the session's cache then holds the history), and
-for the last word of a sentence scored word by word as partial transcripts would come.
+for the last word of a sentence scored word by word as partial transcripts would come; then what
+the score costs inside a reply (``TurnHeader.score_end_of_turn``, the edge's way): the reply's time
+to first token with and without it, each sentence asked both ways in fresh sessions.
 ``--from-speech``: the set spoken (Piper and espeak-ng, each first part on its own) and heard by the
 service's recogniser, each transcript then scored: what the words look like at a real pause.
 """
@@ -24,6 +26,7 @@ import numpy as np
 from parley.v1 import conversation_pb2, conversation_pb2_grpc
 
 from bench.llm import FOLLOW_UPS, figures
+from services.common.words import bare_words
 from tests.support.llm_client import END, ask, audio_chunks, header, respond
 from tests.support.processes import start_service
 from tests.support.speech import VOICES
@@ -52,6 +55,20 @@ async def run(address: str) -> None:
                 request = conversation_pb2.ScoreEndOfTurnRequest(session_id=session, transcript=" ".join(words[:count]))
                 reply = await stub.ScoreEndOfTurn(request)
             growing_ms.append(reply.inference_ms)
+        asked, unasked, in_reply_ms = [], [], []
+        for first, rest in SENTENCES:  # interleaved, so both see the same machine
+            for scored in (True, False):
+                result = await ask(
+                    channel,
+                    f"bench-{uuid.uuid4().hex[:8]}",
+                    f"{first} {rest}",
+                    score_end_of_turn=scored,
+                    generation={"max_output_tokens": 1},
+                )
+                assert result.done is not None
+                (asked if scored else unasked).append(result.done.timings.durations_ms["first_token"])
+                if scored and result.end_of_turn is not None:
+                    in_reply_ms.append(result.end_of_turn.inference_ms)
     print("complete:", " ".join(f"{p:.3f}" for p in sorted(complete)))
     print("cut:     ", " ".join(f"{p:.5f}" for p in sorted(cut)))
     best = max((sum(p >= t for p in complete) + sum(p < t for p in cut), t) for t in sorted({*complete, *cut, 1.0}))
@@ -66,6 +83,12 @@ async def run(address: str) -> None:
         ("8 turns of history, the words scored as they grew (the last word's score)", growing_ms),
     ):
         print(f"scoring time, {name}: {figures(times, scale=1)}")
+    print(f"in a reply, time to first token with the words scored: {figures(asked, scale=1)}")
+    print(f"in a reply, time to first token without:              {figures(unasked, scale=1)}")
+    print(
+        f"  ratio of medians {np.median(asked) / np.median(unasked):.2f}; the prompt's computation that "
+        f"yields the score: {figures(in_reply_ms, scale=1)}"
+    )
 
 
 async def run_from_speech(address: str) -> None:
@@ -83,7 +106,10 @@ async def run_from_speech(address: str) -> None:
                     session = f"bench-{uuid.uuid4().hex[:8]}"
                     heard = await respond(channel, [header(session, transcribe_only=True), *audio_chunks(audio), END])
                     transcript = (heard.transcript or "").strip()
-                    for form, words in (("as heard", transcript), ("without closing punctuation", bare(transcript))):
+                    for form, words in (
+                        ("as heard", transcript),
+                        ("without closing punctuation", bare_words(transcript)),
+                    ):
                         probability = 0.0
                         if words:
                             request = conversation_pb2.ScoreEndOfTurnRequest(transcript=words)
@@ -105,11 +131,6 @@ async def run_from_speech(address: str) -> None:
             f"(whole at or above it {sum(p >= best[1] for p in complete)}/{len(complete)}, "
             f"first parts below it {sum(p < best[1] for p in cut)}/{len(cut)})"
         )
-
-
-def bare(transcript: str) -> str:
-    """The words without the punctuation the recogniser closed them with (its guess from the sound)."""
-    return transcript.rstrip(" .?!,;:…")
 
 
 def main() -> None:

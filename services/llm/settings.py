@@ -70,7 +70,15 @@ class LlmSettings(ServiceSettings):
     )
     asr_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device for speech recognition.")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type for speech recognition.")
-    asr_threads: int = Field(0, ge=0, le=256, description="Speech recognition CPU threads (0: one per core).")
+    asr_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="CPU threads of each foreground speech recognition worker (0: one per core). One: "
+        "CTranslate2's int8 Whisper gained nothing from a second thread on a 2-core box (a short question "
+        "159 ms with one, 200 ms with two; 16 s of speech 872 and 1100 ms), and the other core is then "
+        "free for the turn model and the language model, which work at the same pause.",
+    )
     asr_workers: int = Field(
         2,
         ge=1,
