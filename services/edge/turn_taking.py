@@ -228,7 +228,7 @@ class WordsRule:
         return words >= self.words_min and (sound >= self.sound_sure or words >= self.words_sure)
 
 
-# Eagerness moves all three: "high" ends sooner, "low" waits for surer signs.
+# Eagerness moves all four: "high" ends sooner, "low" waits for surer signs.
 WORDS = {
     "high": WordsRule(words_min=2e-3, sound_sure=0.8, words_sure=0.3, unsure_wait_ms=500),
     "medium": WordsRule(words_min=5e-3, sound_sure=0.95, words_sure=0.5, unsure_wait_ms=1000),
