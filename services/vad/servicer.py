@@ -159,10 +159,6 @@ class DetectStream:
         metrics.AUDIO_SECONDS.inc(len(samples) / self.rate)
         self._check_realtime(busy, len(samples) / self.rate)
 
-    async def process(self, chunk: audio_pb2.AudioChunk) -> list[vad_pb2.DetectResponse]:
-        """Analyse a chunk; the responses it produces, in order."""
-        return [response async for response in self.analyse(chunk)]
-
     def finish(self) -> list[vad_pb2.DetectResponse]:
         """The client closed its side: end a segment and a turn still open at the last sample received."""
         event = self._segmenter.finish(self.received)

@@ -55,6 +55,11 @@ def make_stream(
     )
 
 
+async def process(stream: DetectStream, audio: audio_pb2.AudioChunk) -> list[vad_pb2.DetectResponse]:
+    """Every response a chunk produces, in order."""
+    return [response async for response in stream.analyse(audio)]
+
+
 def chunk(n_samples: int, **fields: int) -> audio_pb2.AudioChunk:
     return audio_pb2.AudioChunk(pcm16=float32_to_pcm16(np.zeros(n_samples, np.float32)), **fields)
 
@@ -72,7 +77,7 @@ async def test_windows_span_chunk_boundaries() -> None:
     batcher = FakeBatcher()
     stream = make_stream(batcher)
     for size in (100, 300, 200, 1000):  # 1600 samples: three whole windows, 64 left over
-        await stream.process(chunk(size))
+        await process(stream, chunk(size))
     assert batcher.windows_seen == 3
     assert (stream.received, stream.processed) == (1600, 1536)
 
@@ -86,16 +91,16 @@ async def test_windows_span_chunk_boundaries() -> None:
 )
 async def test_chunk_metadata_must_match_the_stream(fields: dict[str, int], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        await make_stream(FakeBatcher()).process(chunk(512, **fields))
+        await process(make_stream(FakeBatcher()), chunk(512, **fields))
 
 
 async def test_speech_events_carry_offsets() -> None:
     batcher = FakeBatcher(probability=0.9)
     stream = make_stream(batcher, speech_pad_ms=0, min_silence_ms=0)
-    responses = await stream.process(chunk(1024))
+    responses = await process(stream, chunk(1024))
     assert [r.WhichOneof("event") for r in responses] == ["speech_started"]
     batcher.probability = 0.0
-    responses = await stream.process(chunk(512))
+    responses = await process(stream, chunk(512))
     ended = responses[0].speech_ended
     assert (ended.start_offset_samples, ended.end_offset_samples) == (0, 1024)
     assert responses[0].processed_samples == 1536
@@ -107,7 +112,7 @@ async def test_a_stream_slower_than_real_time_is_reported(caplog: pytest.LogCapt
     slow = make_stream(FakeBatcher(), clock_step=0.6)
     with caplog.at_level(logging.WARNING):
         for _ in range(2):
-            await slow.process(chunk(8000))
+            await process(slow, chunk(8000))
     assert "falling behind real time" in caplog.text
     assert metrics.BEHIND_REALTIME._value.get() == before + 1
 
@@ -116,7 +121,7 @@ async def test_a_stream_faster_than_real_time_is_not_reported(caplog: pytest.Log
     fast = make_stream(FakeBatcher(), clock_step=0.1)
     with caplog.at_level(logging.WARNING):
         for _ in range(4):
-            await fast.process(chunk(8000))
+            await process(fast, chunk(8000))
     assert "falling behind" not in caplog.text
 
 
@@ -144,7 +149,7 @@ async def feed(stream: DetectStream, batcher: FakeBatcher, probability: float, s
     batcher.probability = probability
     kinds = []
     for start in range(0, samples, 1600):
-        kinds += [r.WhichOneof("event") for r in await stream.process(chunk(min(1600, samples - start)))]
+        kinds += [r.WhichOneof("event") for r in await process(stream, chunk(min(1600, samples - start)))]
     return kinds
 
 
@@ -156,7 +161,7 @@ async def test_a_pause_judged_finished_ends_the_turn_with_the_turns_audio_scored
     responses = []
     batcher.probability = 0.0
     for _ in range(5):
-        responses += await stream.process(chunk(1600))
+        responses += await process(stream, chunk(1600))
     assert [r.WhichOneof("event") for r in responses] == ["speech_ended", "turn_scored", "turn_ended"]
     scored, ended = responses[1].turn_scored, responses[2].turn_ended
     # The scored audio runs from the turn's start to the pause: 2 s of speech, then the 200 ms pause.
@@ -193,7 +198,7 @@ async def test_a_pause_judged_unfinished_waits_for_more_speech_then_for_the_long
     responses = []
     batcher.probability = 0.0
     for _ in range(5):
-        responses += await stream.process(chunk(1600))
+        responses += await process(stream, chunk(1600))
     assert [r.WhichOneof("event") for r in responses] == ["turn_ended"]
     ended = responses[0]
     assert ended.turn_ended.reason == vad_pb2.TURN_END_REASON_MAX_WAIT and ended.turn_ended.scorings == 2

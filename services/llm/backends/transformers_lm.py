@@ -340,13 +340,16 @@ class TransformersLanguageModel:
         content = message.get("content")
         if message.get("role") != "user" or not isinstance(content, str) or not content.startswith(words):
             return None
-        start = prompt.rfind(content)
-        if start < 0:
-            return None
-        prefix = self._token_ids(prompt[: start + len(words)])
+        prefix = self._ids_through(prompt, content, words)
         if not prefix or ids[: len(prefix)] != prefix or len(prefix) >= len(ids):
             return None
         return len(prefix) - 1
+
+    def _ids_through(self, rendered: str, content: str, words: str) -> list[int] | None:
+        """The tokens of ``rendered`` up to the end of ``words``, which begin the last place
+        ``content`` (a message's text) is rendered; None if the template did not render it as it is."""
+        start = rendered.rfind(content)
+        return None if start < 0 else self._token_ids(rendered[: start + len(words)])
 
     def _sentence_end(self, logits: torch.Tensor) -> float:
         """What ends a sentence or the message next, by these logits: right after the user's
@@ -358,10 +361,9 @@ class TransformersLanguageModel:
         started = time.perf_counter()
         rendered = str(self.tokenizer.apply_chat_template(messages, tokenize=False))
         text = messages[-1]["content"]
-        cut = rendered.rfind(text)
-        if cut < 0:
+        ids = self._ids_through(rendered, text, text)
+        if ids is None:
             raise ValueError("the chat template does not render the message's text as it is")
-        ids = list(self.tokenizer(rendered[: cut + len(text)], add_special_tokens=False).input_ids)
         source = state if state.cache is not None else self._system_prefix
         scratch = state.scoring
         if scratch is None or common_prefix_length(scratch.token_ids, ids) < common_prefix_length(
