@@ -9,6 +9,8 @@ VLLM_VENV ?= .venv-vllm
 # Pipecat and LiveKit, run unchanged against the edge by the tests, need protobuf below 7: their
 # own venv too.
 CLIENTS_VENV ?= .venv-clients
+# Pipecat's own voice pipeline, which bench.compare measures beside Parley's: a bench-only venv.
+COMPARE_VENV ?= .venv-compare
 GEN := services/common/gen
 PROTOS := $(wildcard protos/parley/v1/*.proto)
 # Debian packages the tests need, as command:package. espeak-ng speaks the test utterances,
@@ -20,7 +22,7 @@ TEST_DEB_TOOLS := espeak-ng:espeak-ng chromium:chromium kubectl:kubernetes-clien
 # Run root-only installs with sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install vllm-install clients-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools bench-text-turns system-deps clean
+.PHONY: install vllm-install clients-install compare-install run test lint format typecheck unit integration e2e bench-vad bench-llm bench-tts bench-v2v bench-concurrent bench-turns bench-barge-in bench-queue bench-soak bench-tools bench-text-turns bench-compare system-deps clean
 
 install: $(VENV)/.installed $(GEN)/.generated node_modules/.installed
 
@@ -47,6 +49,18 @@ $(CLIENTS_VENV)/.installed: requirements/clients-frameworks.txt requirements/con
 	@[ -x $(CLIENTS_VENV)/bin/python ] || $(PYTHON) -m venv $(CLIENTS_VENV)
 	$(CLIENTS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		-c requirements/constraints-clients.txt -r requirements/clients-frameworks.txt
+	@touch $@
+
+compare-install: $(COMPARE_VENV)/.installed
+
+# pipecat-ai's wheel first, by its hash (it carries the VAD and turn models Pipecat loads), then
+# the rest of its pipeline's dependencies as pinned.
+$(COMPARE_VENV)/.installed: requirements/compare.txt requirements/constraints-compare.txt requirements/models-turn.txt
+	@[ -x $(COMPARE_VENV)/bin/python ] || $(PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--no-deps --require-hashes -r requirements/models-turn.txt
+	$(COMPARE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints-compare.txt -r requirements/compare.txt
 	@touch $@
 
 $(VLLM_VENV)/.installed: requirements/*.txt $(GEN)/.generated
@@ -98,8 +112,9 @@ unit: install
 integration: install vllm-install system-deps
 	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/pytest tests/integration
 
-test: install vllm-install clients-install system-deps lint typecheck
+test: install vllm-install clients-install compare-install system-deps lint typecheck
 	PARLEY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python PARLEY_CLIENTS_PYTHON=$(abspath $(CLIENTS_VENV))/bin/python \
+		PARLEY_COMPARE_PYTHON=$(abspath $(COMPARE_VENV))/bin/python \
 		$(BIN)/pytest tests
 
 e2e: install system-deps
@@ -133,6 +148,9 @@ bench-tools: install
 bench-text-turns: install
 	$(BIN)/python -m bench.text_turns
 
+bench-compare: install compare-install system-deps
+	$(BIN)/python -m bench.compare --pipecat-python $(COMPARE_VENV)/bin/python
+
 bench-vad: install system-deps
 	$(BIN)/python -m bench.vad
 
@@ -140,4 +158,4 @@ bench-tts: install
 	$(BIN)/python -m bench.tts
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(CLIENTS_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf $(VENV) $(VLLM_VENV) $(CLIENTS_VENV) $(COMPARE_VENV) $(GEN) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts

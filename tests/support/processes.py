@@ -101,8 +101,16 @@ def start_service(
         "json",
         *args,
     ]
+    return start_process(module, command, timeout, env)
+
+
+def start_process(
+    name: str, command: Sequence[str], timeout: float = 60, env: dict[str, str] | None = None
+) -> ServiceProcess:
+    """Run ``command`` in the repository and wait for its log line that ends in " listening"
+    (a JSON record on stderr naming its ``grpc`` address or ``url``)."""
     process = subprocess.Popen(
-        command,
+        list(command),
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -110,8 +118,8 @@ def start_service(
         text=True,
         env={**os.environ, **(env or {})},
     )
-    service = ServiceProcess(module, process)
-    threading.Thread(target=service._read_logs, name=f"{module}-logs", daemon=True).start()
+    service = ServiceProcess(name, process)
+    threading.Thread(target=service._read_logs, name=f"{name}-logs", daemon=True).start()
     started = time.monotonic()
     service.wait_listening(timeout)
     service.startup_seconds = time.monotonic() - started  # type: ignore[attr-defined]
