@@ -94,6 +94,15 @@ class LlmSettings(ServiceSettings):
     asr_background_niceness: int = Field(
         10, ge=0, le=19, description="How much lower the OS priority of the partial-transcript workers is."
     )
+    engine_niceness: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description=(
+            "How much lower the OS priority of the language model's threads is (transformers engine): on a "
+            "shared box the first spoken piece and the VAD come first while the model decodes the rest."
+        ),
+    )
     asr_language: str = Field("en", description="Language of the speech (a Whisper language code).")
     asr_beam_size: int = Field(
         5,

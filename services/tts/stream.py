@@ -31,6 +31,20 @@ from services.tts.segmentation import Segment, SegmentLimits, TextSegmenter
 
 log = logging.getLogger(__name__)
 
+# A reply's first piece starts where its voice does: Piper opens every synthesis with 25-35 ms of
+# digital silence (-80 dBFS) before the first phoneme's onset, dead air before the answer.
+# Samples below this level at the very start are dropped, all but a few milliseconds of them.
+LEADING_SILENCE_FLOOR = 10 ** (-60 / 20)
+LEADING_SILENCE_KEPT_MS = 5
+
+
+def leading_silence(audio: np.ndarray, sample_rate: int) -> int:
+    """How many samples at the start of ``audio`` are silence to drop (the onset and the few
+    milliseconds before it stay)."""
+    loud = np.flatnonzero(np.abs(audio) >= LEADING_SILENCE_FLOOR)
+    onset = int(loud[0]) if loud.size else len(audio)
+    return max(0, onset - sample_rate * LEADING_SILENCE_KEPT_MS // 1000)
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -192,7 +206,9 @@ class SynthesisStream:
         """Audio chunks and SpokenSegments as pieces are synthesised, then SynthesisDone."""
         try:
             while (segment := await self._backlog.get()) is not None:
-                audio = await self._scheduler.run(functools.partial(self._synthesize, segment), self._deadline())
+                first = self.samples_sent == 0
+                synthesis = functools.partial(self._synthesize, segment, first)
+                audio = await self._scheduler.run(synthesis, self._deadline())
                 start = self.samples_sent
                 for response in self._audio_responses(audio.pcm16):
                     yield response
@@ -220,8 +236,9 @@ class SynthesisStream:
             return self._first_segment_at if self._first_segment_at is not None else self._clock()
         return self._first_audio_at + self.samples_sent / self.config.sample_rate
 
-    def _synthesize(self, segment: Segment, cancellation: Cancellation) -> SegmentAudio:
-        """On a worker thread: normalise, synthesise, join sentences, resample to the stream's rate."""
+    def _synthesize(self, segment: Segment, first: bool, cancellation: Cancellation) -> SegmentAudio:
+        """On a worker thread: normalise, synthesise, join sentences, resample to the stream's rate
+        (the stream's ``first`` audio without its leading silence)."""
         started = time.perf_counter()
         voice = self.config.voice
         text = self._spoken_text(segment)
@@ -230,6 +247,8 @@ class SynthesisStream:
         native = voice.info.native_sample_rate
         if len(audio) and native != self.config.sample_rate:
             audio = soxr.resample(audio, native, self.config.sample_rate, quality="HQ")
+        if first:
+            audio = audio[leading_silence(audio, self.config.sample_rate) :]
         return SegmentAudio(float32_to_pcm16(audio), text, time.perf_counter() - started)
 
     def _audio_responses(self, pcm16: bytes) -> list[speech_pb2.SynthesizeResponse]:

@@ -213,3 +213,25 @@ async def test_cancelling_the_call_cancels_synthesis_in_progress(scheduler: Synt
     with pytest.raises(asyncio.CancelledError):
         await consumer
     assert voice.spoken == ["A long first sentence."]
+
+
+class PaddedVoice(FakeVoice):
+    """The fake tone after 30 ms of digital silence, as Piper starts every synthesis."""
+
+    def synthesize(self, text: str, speed: float, cancellation: Cancellation) -> Iterator[np.ndarray]:
+        for tone in super().synthesize(text, speed, cancellation):
+            yield np.concatenate([np.full(480, 1e-5, np.float32), tone])
+
+
+async def test_the_first_piece_starts_where_the_voice_does(scheduler: SynthesisScheduler) -> None:
+    responses = await run(make_stream(scheduler, PaddedVoice()), requests_of(text("Hello there, how are you?"), END))
+    audio = np.frombuffer(b"".join(r.audio.pcm16 for r in responses if r.HasField("audio")), "<i2")
+    segments = [r.segment for r in responses if r.HasField("segment")]
+    first_end = segments[0].end_offset_samples
+    # The first piece: 5 ms (80 samples) of its 30 ms of silence left before the tone's onset
+    # (its second sample: a sine starts at 0).
+    assert first_end == 80 + len("Hello there,") * SAMPLES_PER_CHAR - 1
+    assert not audio[:80].any() and audio[80] != 0
+    # A later piece keeps its silence: the pause between sentences is the voice's own.
+    assert segments[1].end_offset_samples - segments[1].start_offset_samples == 480 + len("how are you?") * 100
+    assert responses[-1].done.total_samples == len(audio)
