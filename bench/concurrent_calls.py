@@ -42,11 +42,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6, help="questions each call asks")
     parser.add_argument("--edge-arg", action="append", default=[], help="extra flag for the edge this starts")
     parser.add_argument("--llm-arg", action="append", default=[], help="extra flag for the LLM service this starts")
+    parser.add_argument("--tts-arg", action="append", default=[], help="extra flag for the TTS service this starts")
     args = parser.parse_args()
     detection = turn_detection("server_vad", 500, "auto")
     rows = []
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(running_stack(args.edge_arg, args.llm_arg))["edge"].url
+        url = args.url or stack.enter_context(running_stack(args.edge_arg, args.llm_arg, args.tts_arg))["edge"].url
         for calls in args.calls:
             results = asyncio.run(calls_at_once(url, calls, args.turns, detection))
             latencies = [latency for result in results for latency in result.latencies]

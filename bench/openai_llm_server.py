@@ -77,7 +77,7 @@ class ChatServer:
             ]
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
             params = GenerationParams(
-                max_output_tokens=min(int(limit or self._settings.default_max_output_tokens), 2048),
+                max_output_tokens=max(1, min(int(limit or self._settings.default_max_output_tokens), 2048)),
                 temperature=float(body.get("temperature") or 0.0),
                 top_p=float(body.get("top_p") or 1.0),
                 seed=body.get("seed"),
