@@ -201,8 +201,8 @@ class TransformersLanguageModel:
         # Below the other services' work on a shared box (Linux: the priority is this thread's,
         # and torch's OpenMP workers, started from it, inherit it). What waits for the model is
         # the first spoken piece's text; once the TTS has it, its synthesis is what the caller
-        # waits for, and the model's later tokens can yield to it: -100 ms to the first audio
-        # here (docs/benchmarks.md). With nothing else running it changes nothing.
+        # waits for, and the model's later tokens can yield to it (the first piece's synthesis
+        # 239 -> 143 ms here, docs/benchmarks.md). With nothing else running it changes nothing.
         if self._settings.engine_niceness:
             os.nice(self._settings.engine_niceness)
         active: collections.deque[_Generation] = collections.deque()
