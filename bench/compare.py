@@ -37,7 +37,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from bench.voice_to_voice import QUESTIONS
+from bench.voice_to_voice import QUESTIONS, figures
 from services.common.audio import float32_to_pcm16
 from services.llm.asr import BUNDLED_WHISPER
 from services.llm.settings import LlmSettings
@@ -81,13 +81,23 @@ class Answer:
 
 
 @dataclass
+class Heard:
+    """What one answer brought back so far."""
+
+    playout: Playout = field(default_factory=lambda: Playout(OUT_RATE))
+    heard: list[str] = field(default_factory=list)  # what the system recognised
+    said: list[str] = field(default_factory=list)  # what it answered
+
+
+@dataclass
 class Caller:
-    """One system's session, asking the questions one at a time."""
+    """One system's session over a WebSocket, asking the questions one at a time."""
 
     name: str
     in_rate: int
     latencies: list[float] = field(default_factory=list)
     asked: int = 0
+    _ws: aiohttp.ClientWebSocketResponse = field(init=False, repr=False)  # made by connect()
 
     async def connect(self, http: aiohttp.ClientSession) -> None:
         raise NotImplementedError
@@ -95,13 +105,34 @@ class Caller:
     async def send_audio(self, pcm: bytes) -> None:
         raise NotImplementedError
 
-    async def close(self) -> None:
+    def receive(self, message: aiohttp.WSMessage, at: float, answer: Heard) -> bool:
+        """Take in one message from the system; True once the answer is complete."""
         raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._ws.close()
 
     async def ask(self, question: np.ndarray) -> Answer:
         """Speak ``question`` (float, ``in_rate``, ending with its last voiced sample) in real time,
         then silence until the answer has been played out or ANSWER_TIMEOUT passes."""
-        raise NotImplementedError
+        loop = asyncio.get_running_loop()
+        answer = Heard()
+        answered = asyncio.Event()
+
+        async def listen() -> None:
+            async for message in self._ws:
+                if self.receive(message, loop.time(), answer):
+                    answered.set()
+                    return
+
+        listening = asyncio.create_task(listen())
+        try:
+            speech_end = await self._speak(question, answered, answer.playout)
+        finally:
+            listening.cancel()
+        first_heard = answer.playout.first_heard
+        latency = None if first_heard is None else (first_heard - speech_end) * 1000
+        return Answer(latency, " ".join(answer.heard).strip(), " ".join(answer.said).strip())
 
     async def _speak(self, question: np.ndarray, answered: asyncio.Event, playout: Playout) -> float:
         """Send a lead-in, the question and then silence, each chunk once it has been recorded;
@@ -152,38 +183,18 @@ class ParleyCaller(Caller):
             json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
         )
 
-    async def close(self) -> None:
-        await self._ws.close()
-
-    async def ask(self, question: np.ndarray) -> Answer:
-        loop = asyncio.get_running_loop()
-        playout = Playout(OUT_RATE)
-        answered = asyncio.Event()
-        heard = said = ""
-
-        async def listen() -> None:
-            nonlocal heard, said
-            async for message in self._ws:
-                event = json.loads(message.data)
-                kind = event["type"]
-                if kind == "response.output_audio.delta":
-                    playout.arrived(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), loop.time())
-                elif kind == "conversation.item.input_audio_transcription.completed":
-                    heard = event["transcript"]
-                elif kind == "response.output_audio_transcript.done":
-                    said = event["transcript"]
-                elif kind == "response.done":
-                    answered.set()
-                    return
-                elif kind == "error":
-                    print(f"{self.name}: error {event['error']}", file=sys.stderr)
-
-        listening = asyncio.create_task(listen())
-        try:
-            speech_end = await self._speak(question, answered, playout)
-        finally:
-            listening.cancel()
-        return _answer(playout, speech_end, heard, said)
+    def receive(self, message: aiohttp.WSMessage, at: float, answer: Heard) -> bool:
+        event = json.loads(message.data)
+        kind = event["type"]
+        if kind == "response.output_audio.delta":
+            answer.playout.arrived(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), at)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            answer.heard.append(event["transcript"])
+        elif kind == "response.output_audio_transcript.done":
+            answer.said.append(event["transcript"])
+        elif kind == "error":
+            print(f"{self.name}: error {event['error']}", file=sys.stderr)
+        return kind == "response.done"
 
 
 class PipecatCaller(Caller):
@@ -199,41 +210,16 @@ class PipecatCaller(Caller):
     async def send_audio(self, pcm: bytes) -> None:
         await self._ws.send_bytes(pcm)
 
-    async def close(self) -> None:
-        await self._ws.close()
-
-    async def ask(self, question: np.ndarray) -> Answer:
-        loop = asyncio.get_running_loop()
-        playout = Playout(OUT_RATE)
-        answered = asyncio.Event()
-        heard: list[str] = []
-        said: list[str] = []
-
-        async def listen() -> None:
-            async for message in self._ws:
-                if message.type == aiohttp.WSMsgType.BINARY:
-                    playout.arrived(np.frombuffer(message.data, "<i2"), loop.time())
-                    continue
-                report = json.loads(message.data)
-                if report["type"] == "heard":
-                    heard.append(report["text"])
-                elif report["type"] == "said":
-                    said.append(report["text"])
-                elif report["type"] == "bot_stopped":
-                    answered.set()
-                    return
-
-        listening = asyncio.create_task(listen())
-        try:
-            speech_end = await self._speak(question, answered, playout)
-        finally:
-            listening.cancel()
-        return _answer(playout, speech_end, " ".join(heard), " ".join(said))
-
-
-def _answer(playout: Playout, speech_end: float, heard: str, said: str) -> Answer:
-    latency = None if playout.first_heard is None else (playout.first_heard - speech_end) * 1000
-    return Answer(latency, heard.strip(), said.strip())
+    def receive(self, message: aiohttp.WSMessage, at: float, answer: Heard) -> bool:
+        if message.type == aiohttp.WSMsgType.BINARY:
+            answer.playout.arrived(np.frombuffer(message.data, "<i2"), at)
+            return False
+        report = json.loads(message.data)
+        if report["type"] == "heard":
+            answer.heard.append(report["text"])
+        elif report["type"] == "said":
+            answer.said.append(report["text"])
+        return report["type"] == "bot_stopped"
 
 
 def free_port() -> int:
@@ -257,12 +243,6 @@ def start_pipecat(python: str, llm_url: str) -> ServiceProcess:
         f"--system-prompt={LlmSettings().system_prompt}",
     ]
     return start_process("pipecat", command, timeout=120)
-
-
-def figures(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    return f"median {statistics.median(values):6.0f} ms   p95 {np.percentile(values, 95):6.0f} ms"
 
 
 async def compare(callers: list[Caller], questions: list[str], warmup: int) -> None:
