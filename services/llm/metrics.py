@@ -31,3 +31,6 @@ INPUT_TOKENS = Counter("parley_llm_input_tokens", "Prompt tokens of turns.")
 IMAGES = Counter("parley_llm_images", "Images (JPEG frames) received with turns.")
 CACHED_INPUT_TOKENS = Counter("parley_llm_cached_input_tokens", "Prompt tokens served from a session's cache.")
 OUTPUT_TOKENS = Counter("parley_llm_output_tokens", "Reply tokens generated.")
+SHARED_STEP_TOKENS = Counter(
+    "parley_llm_shared_step_tokens", "Reply tokens computed in one decoding step with other replies' tokens."
+)

@@ -370,6 +370,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         metrics.INPUT_TOKENS.inc(stats.input_tokens)
         metrics.CACHED_INPUT_TOKENS.inc(stats.cached_input_tokens)
         metrics.OUTPUT_TOKENS.inc(stats.output_tokens)
+        metrics.SHARED_STEP_TOKENS.inc(stats.shared_step_tokens)
         decode_seconds = elapsed - timings.get("first_token", elapsed * 1000) / 1000
         if stats.output_tokens > 1 and decode_seconds > 0:
             metrics.DECODE_TOKENS_PER_SECOND.observe((stats.output_tokens - 1) / decode_seconds)

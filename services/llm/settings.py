@@ -53,6 +53,15 @@ class LlmSettings(ServiceSettings):
         description="Where converted models are kept (the bundled GGUF is converted here once for vllm).",
     )
     torch_threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: one per core).")
+    decode_batch: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description=(
+            "transformers: replies decoded together in one step at most (1: one after the other). On a CPU "
+            "a step of several replies costs little more than a step of one."
+        ),
+    )
     vllm_max_model_len: int = Field(4096, ge=256, description="vllm: longest context the engine plans for.")
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: share of memory to use.")
     vllm_tool_call_parser: str = Field(

@@ -6,7 +6,11 @@ tests check that on more than one numeric path: bf16 and float32 weights, and a 
 computed whole versus mostly served from a session's cache.
 """
 
+import asyncio
+import copy
+
 import pytest
+import torch
 
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats
 from services.llm.backends.transformers_lm import TransformersLanguageModel
@@ -34,8 +38,6 @@ def engine(request: pytest.FixtureRequest) -> TransformersLanguageModel:
 
 
 async def test_answers_paris_with_a_clear_margin(engine: TransformersLanguageModel) -> None:
-    import torch
-
     ids = engine.prompt_ids(conversation(QUESTION))
     with torch.inference_mode():
         logits = engine.model(torch.tensor([ids])).logits[0, -1].float()
@@ -79,3 +81,49 @@ async def test_closing_the_stream_stops_generation(engine: TransformersLanguageM
     assert stats.finish_reason == "cancelled"
     assert stats.output_tokens <= len(received) + 2
     assert state.cache.get_seq_length() == len(state.token_ids)
+
+
+async def test_replies_decoding_at_once_share_their_steps(engine: TransformersLanguageModel) -> None:
+    questions = ("What is the capital of France?", "Name a colour.", "Write a long poem about the sea.")
+    states = [engine.new_session_state() for _ in questions]
+    stats = [GenerationStats() for _ in questions]
+    answers = await asyncio.gather(
+        *(reply(engine, conversation(q), state, s) for q, state, s in zip(questions, states, stats, strict=True))
+    )
+    assert "Paris" in answers[0]
+    assert all(s.shared_step_tokens > 0 for s in stats)
+    for state in states:
+        assert state.cache.get_seq_length() == len(state.token_ids)
+
+
+def test_a_shared_step_computes_what_each_reply_would_alone(engine: TransformersLanguageModel) -> None:
+    """One decoding step of three replies whose caches differ in length, against each reply's
+    token computed by the model's own forward pass, alone."""
+    from transformers import DynamicCache
+
+    from services.llm.backends import batch_decode
+
+    assert batch_decode.supports(engine.model)
+    prompts = ("Hi", "What is the capital of France?", "Write a long poem about the sea, the sky and the hills.")
+
+    def step() -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+        caches, tokens = [], []
+        with torch.inference_mode():
+            for prompt in prompts:
+                cache = DynamicCache()
+                logits = engine.model(torch.tensor([engine.prompt_ids(conversation(prompt))]), past_key_values=cache)
+                caches.append(cache)
+                tokens.append(int(logits.logits[0, -1].argmax()))
+            alone_caches = [copy.deepcopy(cache) for cache in caches]
+            shared = batch_decode.decode_step(engine.model, tokens, caches)
+            alone = batch_decode.one_by_one(engine.model, tokens, alone_caches)
+        return shared, alone, [c.get_seq_length() for c in caches], [c.get_seq_length() for c in alone_caches]
+
+    shared, alone, lengths, alone_lengths = engine._on_engine_thread(step)
+    assert len(set(lengths)) == len(prompts)  # three different positions
+    assert lengths == alone_lengths
+    # The same numbers up to the rounding of a matmul computed over more rows.
+    torch.testing.assert_close(shared, alone, atol=0.25, rtol=0.02)
+    top = alone.topk(2, dim=-1).values
+    clear = (top[:, 0] - top[:, 1]) > 0.5
+    assert (shared.argmax(dim=-1) == alone.argmax(dim=-1))[clear].all()

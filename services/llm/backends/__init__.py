@@ -60,6 +60,8 @@ class GenerationStats:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    # Reply tokens computed in one step with other replies' tokens (the transformers engine).
+    shared_step_tokens: int = 0
     finish_reason: str = "stop"  # "stop", "length" or "cancelled"
     prefill_seconds: float = 0.0
 

@@ -5,7 +5,8 @@ A turn's prompt is the whole conversation; the part of it the session's cache al
 new input, not on how long the conversation is.
 
 All model work runs on one engine thread, which takes the replies in progress in turns, one step
-each (a prefill chunk or one token). One thread, because torch's OpenMP workers belong to the
+each: a prefill chunk, or one token of every reply that is decoding, computed together
+(``batch_decode``). One thread, because torch's OpenMP workers belong to the
 thread that starts them: a second thread running the model gets a second team, the two compete
 for the cores and decoding drops from about 24 to 14 tokens a second on two cores.
 """
@@ -16,12 +17,13 @@ import asyncio
 import collections
 import concurrent.futures
 import copy
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from services.llm.backends import (
     GenerationParams,
     GenerationRequest,
     GenerationStats,
+    batch_decode,
     int4,
     tools,
 )
@@ -65,15 +68,27 @@ class SessionCache:
     scoring: SessionCache | None = None
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """A reply's next token: its text, to send out at once, and the token itself, whose forward
+    pass is the reply's next step (its logits are sent back into the reply's steps)."""
+
+    text: str
+    token: int
+
+
 @dataclass(eq=False)
 class _Generation:
     """A reply in progress: its steps, run by the engine thread, and how it reports back."""
 
-    steps: Iterator[str | EndOfTurnScore]
+    steps: Generator[str | EndOfTurnScore | _Decoded, torch.Tensor | None, None]
     state: SessionCache
     stats: GenerationStats
     emit: Callable[[object], None]
     stop: threading.Event = field(default_factory=threading.Event)
+    # The token this reply has chosen and not yet computed into its cache: its next step,
+    # taken together with the other replies' at the same point.
+    token: int | None = None
 
 
 class TransformersLanguageModel:
@@ -124,6 +139,7 @@ class TransformersLanguageModel:
         # Every session starts with the default system prompt already in its cache, so a first
         # turn computes only the user's message. (This also warms the kernels up.)
         self._system_prefix = self._prefill_system_prompt(settings.system_prompt)
+        self._batches = batch_decode.supports(self.model)
 
     def _on_engine_thread(self, function: Callable[[], Any]) -> Any:
         """Run ``function`` on the engine thread and wait for its result (start-up only)."""
@@ -231,24 +247,58 @@ class TransformersLanguageModel:
                 return taken
 
     def _step(self, active: collections.deque[_Generation]) -> None:
-        """Advance the reply at the head of the queue by one step, then send it to the back."""
+        """Advance the reply at the head of the queue by one step and send it to the back; if
+        that step is a token's forward pass, every reply waiting for one takes it too, at once."""
         job = active.popleft()
+        if job.token is None:
+            self._advance(job, None, active)
+            return
+        waiting = (other for other in active if other.token is not None)
+        batch = [job, *itertools.islice(waiting, self._settings.decode_batch - 1)]
+        for other in batch[1:]:
+            active.remove(other)
+        decoding, tokens = [], []
+        for member in batch:
+            if member.stop.is_set() or member.token is None:
+                self._advance(member, None, active)  # cancelled: no step computed for it
+            else:
+                decoding.append(member)
+                tokens.append(member.token)
+        if not decoding:
+            return
+        try:
+            logits = self._decode_step(tokens, [member.state for member in decoding])
+        except BaseException as exc:
+            log.exception("decoding failed")
+            for member in decoding:
+                self._fail(member, exc)
+            return
+        for member, row in zip(decoding, logits, strict=True):
+            member.token = None
+            if len(decoding) > 1:
+                member.stats.shared_step_tokens += 1
+            self._advance(member, row, active)
+
+    def _advance(self, job: _Generation, logits: torch.Tensor | None, active: collections.deque[_Generation]) -> None:
+        """Run the reply's steps up to their next yield (sending in the logits of the token just
+        computed, if any), report what it yields and queue it again, or end it."""
         if job.stop.is_set():
             job.stats.finish_reason = "cancelled"
-            job.steps.close()  # type: ignore[attr-defined]
+            job.steps.close()
             job.emit(_DONE)
             return
         try:
-            delta = next(job.steps)
+            step = job.steps.send(logits)
         except StopIteration:
             job.emit(_DONE)
             return
         except BaseException as exc:  # reported to the caller, not lost in the thread
             log.exception("generation failed")
-            job.state.cache, job.state.token_ids = None, []  # unknown contents: do not reuse
-            job.emit(exc)
-            job.emit(_DONE)
+            self._fail(job, exc)
             return
+        if isinstance(step, _Decoded):
+            job.token = step.token
+        delta = step.text if isinstance(step, _Decoded) else step
         if delta:
             job.emit(delta)
         if isinstance(delta, EndOfTurnScore):
@@ -256,12 +306,26 @@ class TransformersLanguageModel:
         else:
             active.append(job)
 
+    def _fail(self, job: _Generation, error: BaseException) -> None:
+        job.state.cache, job.state.token_ids = None, []  # unknown contents: do not reuse
+        job.emit(error)
+        job.emit(_DONE)
+
+    def _decode_step(self, tokens: list[int], states: list[SessionCache]) -> torch.Tensor:
+        """Compute each reply's token into its session's cache; the logits after each, a row per reply."""
+        compute = batch_decode.decode_step if self._batches else batch_decode.one_by_one
+        logits = compute(self.model, tokens, [state.cache for state in states])
+        for token, state in zip(tokens, states, strict=True):
+            state.token_ids.append(token)
+        return logits
+
     def _steps(
         self, request: GenerationRequest, state: SessionCache, stats: GenerationStats
-    ) -> Iterator[str | EndOfTurnScore]:
-        """One reply as steps: each ``next`` runs one prefill chunk or one token and yields the
-        text it adds ("" when none); asked to score the user's words, the prefill chunk that
-        holds their last token yields its score first."""
+    ) -> Generator[str | EndOfTurnScore | _Decoded, torch.Tensor | None, None]:
+        """One reply as steps: each runs one prefill chunk and yields the text it adds ("" when
+        none; asked to score the user's words, the chunk that holds their last token yields its
+        score first), then each chosen token is yielded as ``_Decoded`` and the engine sends
+        back the logits after it."""
         text = self._prompt_text(request.messages, request.tools)
         ids = self._token_ids(text)
         if state.cache is None:
@@ -317,8 +381,9 @@ class TransformersLanguageModel:
                 stats.finish_reason = "stop"
                 yield text
                 return
-            yield text  # out at once; the token's own forward pass is this reply's next step
-            logits = self._forward([token], state)
+            computed = yield _Decoded(text, token)  # the text out at once; the token's forward pass next
+            assert computed is not None
+            logits = computed
         yield stops.flush()
 
     async def end_of_turn_probability(self, messages: list[dict[str, Any]], state: SessionCache) -> EndOfTurnScore:
