@@ -21,7 +21,7 @@ import statistics
 
 import numpy as np
 
-from bench.voice_to_voice import Results, bench, turn_detection
+from bench.voice_to_voice import STAGES, Results, bench, figures, turn_detection
 from tests.support.processes import running_stack
 
 STAGGER_SECONDS = 1.5
@@ -53,6 +53,9 @@ def main() -> None:
             latencies = [latency for result in results for latency in result.latencies]
             asked = sum(result.asked for result in results)
             rows.append((calls, latencies, asked))
+            print(f"\nServer stages with {calls} calls at once (median, p95 over every answered question):")
+            for stage in STAGES:
+                print(f"  {stage:<22} {figures([v for result in results for v in result.stages[stage]])}")
     print("\nVoice to voice, client side (last speech sample sent -> first audible sample received):")
     print("| calls at once | median | p95 | answered / asked |")
     print("|---:|---:|---:|---:|")

@@ -115,7 +115,7 @@ def test_a_shared_step_computes_what_each_reply_would_alone(engine: Transformers
                 caches.append(cache)
                 tokens.append(int(logits.logits[0, -1].argmax()))
             alone_caches = [copy.deepcopy(cache) for cache in caches]
-            shared = batch_decode.decode_step(engine.model, tokens, caches)
+            shared = engine._decoder.step(tokens, caches)
             alone = batch_decode.one_by_one(engine.model, tokens, alone_caches)
         return shared, alone, [c.get_seq_length() for c in caches], [c.get_seq_length() for c in alone_caches]
 

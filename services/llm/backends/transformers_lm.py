@@ -139,7 +139,7 @@ class TransformersLanguageModel:
         # Every session starts with the default system prompt already in its cache, so a first
         # turn computes only the user's message. (This also warms the kernels up.)
         self._system_prefix = self._prefill_system_prompt(settings.system_prompt)
-        self._batches = batch_decode.supports(self.model)
+        self._decoder = batch_decode.LlamaDecoder(self.model) if batch_decode.supports(self.model) else None
 
     def _on_engine_thread(self, function: Callable[[], Any]) -> Any:
         """Run ``function`` on the engine thread and wait for its result (start-up only)."""
@@ -313,8 +313,11 @@ class TransformersLanguageModel:
 
     def _decode_step(self, tokens: list[int], states: list[SessionCache]) -> torch.Tensor:
         """Compute each reply's token into its session's cache; the logits after each, a row per reply."""
-        compute = batch_decode.decode_step if self._batches else batch_decode.one_by_one
-        logits = compute(self.model, tokens, [state.cache for state in states])
+        caches = [state.cache for state in states]
+        if self._decoder is not None:
+            logits = self._decoder.step(tokens, caches)
+        else:
+            logits = batch_decode.one_by_one(self.model, tokens, caches)
         for token, state in zip(tokens, states, strict=True):
             state.token_ids.append(token)
         return logits
