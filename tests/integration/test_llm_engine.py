@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from services.llm.backends import GenerationParams, GenerationRequest, GenerationStats
-from services.llm.backends.transformers_lm import TransformersLanguageModel
+from services.llm.backends.transformers_lm import SessionCache, TransformersLanguageModel
 from services.llm.settings import DEFAULT_SYSTEM_PROMPT, LlmSettings
 
 QUESTION = "What is the capital of France?"
@@ -116,7 +116,9 @@ def test_a_shared_step_computes_what_each_reply_would_alone(engine: Transformers
                 tokens.append(int(logits.logits[0, -1].argmax()))
             alone_caches = [copy.deepcopy(cache) for cache in caches]
             shared = engine._decoder.step(tokens, caches)
-            alone = batch_decode.one_by_one(engine.model, tokens, alone_caches)
+            alone = torch.stack(
+                [engine._forward([t], SessionCache(c, [])) for t, c in zip(tokens, alone_caches, strict=True)]
+            )
         return shared, alone, [c.get_seq_length() for c in caches], [c.get_seq_length() for c in alone_caches]
 
     shared, alone, lengths, alone_lengths = engine._on_engine_thread(step)

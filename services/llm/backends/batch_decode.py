@@ -9,7 +9,7 @@ its gate and up projections another (their weights laid end to end once, at star
 own layers then read theirs as slices of it, so nothing is stored twice).
 
 Only models with Llama's layer structure (the bundled SmolLM2 among them) go this way; for any
-other the engine computes the replies' tokens one after the other (``one_by_one``).
+other the engine computes the replies' tokens one after the other, by the model's own forward pass.
 """
 
 from __future__ import annotations
@@ -118,12 +118,3 @@ class _Separate(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([linear(x) for linear in self._linears], dim=-1)
-
-
-def one_by_one(model: Any, tokens: list[int], caches: list[Any]) -> torch.Tensor:
-    """What ``LlamaDecoder.step`` computes, by the model's own forward pass, one reply after the other."""
-    rows = [
-        model(input_ids=torch.tensor([[token]]), past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
-        for token, cache in zip(tokens, caches, strict=True)
-    ]
-    return torch.stack(rows).float()

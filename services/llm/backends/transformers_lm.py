@@ -287,6 +287,7 @@ class TransformersLanguageModel:
             job.steps.close()
             job.emit(_DONE)
             return
+        delta: str | EndOfTurnScore
         try:
             step = job.steps.send(logits)
         except StopIteration:
@@ -297,8 +298,9 @@ class TransformersLanguageModel:
             self._fail(job, exc)
             return
         if isinstance(step, _Decoded):
-            job.token = step.token
-        delta = step.text if isinstance(step, _Decoded) else step
+            job.token, delta = step.token, step.text
+        else:
+            delta = step
         if delta:
             job.emit(delta)
         if isinstance(delta, EndOfTurnScore):
@@ -313,11 +315,9 @@ class TransformersLanguageModel:
 
     def _decode_step(self, tokens: list[int], states: list[SessionCache]) -> torch.Tensor:
         """Compute each reply's token into its session's cache; the logits after each, a row per reply."""
-        caches = [state.cache for state in states]
-        if self._decoder is not None:
-            logits = self._decoder.step(tokens, caches)
-        else:
-            logits = batch_decode.one_by_one(self.model, tokens, caches)
+        if self._decoder is None:  # not a Llama model: its own forward pass, one reply after the other
+            return torch.stack([self._forward([token], state) for token, state in zip(tokens, states, strict=True)])
+        logits = self._decoder.step(tokens, [state.cache for state in states])
         for token, state in zip(tokens, states, strict=True):
             state.token_ids.append(token)
         return logits
