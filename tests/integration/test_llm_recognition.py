@@ -7,13 +7,16 @@ import pytest
 from services.llm.asr import BUNDLED_WHISPER
 from services.llm.whisper import Whisper
 from tests.support import speech
-from tests.support.asr_samples import QUESTIONS, RATE, make_clips, word_error_rate
+from tests.support.asr_samples import QUESTIONS, RATE, make_clips, score, worse_by
 from tests.support.transcribe import spoken_words, word_errors
 
-# The two paths' error rates on 840 reference words per condition differ by up to about one
-# point between runs of settings that are equally good (../shared/notes/asr-length-following-
-# encoder.md); one point is 8 words. Without the silence tail the new path is at 50-70%.
-SAME_WITHIN = 0.01
+# The two paths are compared clip by clip (matched pairs): on 414 reference words per condition
+# their error rates differ by one to two points between CPU kinds (bf16 and int8 kernels move
+# single words on a few clips either way; ../shared/notes/asr-length-following-encoder.md), so a
+# fixed allowance of points fails on one kind and hides a real loss on another. A path that is
+# worse on even three clips and better on none fails; without the silence tail (50-70% WER) it
+# fails by far.
+WORSE_AT_5_PERCENT = 1.645
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +37,11 @@ def test_length_following_is_as_accurate_as_the_stock_path(model, length_followi
     assert len(clips) >= 80
     for noisy in (False, True):
         subset = [clip for clip in clips if clip.noisy == noisy]
-        stock_rate, _ = word_error_rate(subset, stock.transcribe)
-        new_rate, wrong = word_error_rate(subset, length_following.transcribe)
+        old, new = score(subset, stock.transcribe), score(subset, length_following.transcribe)
         condition = "25 dB noise" if noisy else "clean"
-        print(f"{condition}: stock {stock_rate:.1%}, length-following {new_rate:.1%}")
-        assert new_rate <= stock_rate + SAME_WITHIN, (condition, stock_rate, new_rate, wrong)
+        worse = worse_by(new, old)
+        print(f"{condition}: stock {old.rate:.1%}, length-following {new.rate:.1%}, worse by {worse:.2f} SE")
+        assert worse < WORSE_AT_5_PERCENT, (condition, old.rate, new.rate, worse, new.wrong)
 
 
 @pytest.mark.parametrize(

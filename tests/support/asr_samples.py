@@ -75,14 +75,39 @@ def make_clips(voices: Iterable[str] = ("piper", "espeak"), seed: int = 11) -> l
     return clips
 
 
-def word_error_rate(clips: list[Clip], transcribe: Callable[[np.ndarray], str]) -> tuple[float, list[str]]:
-    """Word errors over reference words for ``clips``, and the transcripts that had errors."""
-    errors = words = 0
-    wrong = []
+@dataclass(frozen=True)
+class Scored:
+    """A recogniser over a set of clips: word errors per clip, reference words, what it misheard."""
+
+    errors: list[int]
+    words: int
+    wrong: list[str]
+
+    @property
+    def rate(self) -> float:
+        return sum(self.errors) / self.words
+
+
+def score(clips: list[Clip], transcribe: Callable[[np.ndarray], str]) -> Scored:
+    errors, words, wrong = [], 0, []
     for clip in clips:
         reference, heard = spoken_words(clip.text), transcribe(clip.audio)
-        clip_errors = word_errors(reference, spoken_words(heard))
-        errors, words = errors + clip_errors, words + len(reference)
-        if clip_errors:
+        errors.append(word_errors(reference, spoken_words(heard)))
+        words += len(reference)
+        if errors[-1]:
             wrong.append(f"{clip.voice}{' +noise' if clip.noisy else ''}: {clip.text!r} -> {heard!r}")
-    return errors / words, wrong
+    return Scored(errors, words, wrong)
+
+
+def worse_by(new: Scored, old: Scored) -> float:
+    """How many standard errors more word errors per clip ``new`` makes than ``old`` on the same
+    clips: the matched-pairs test NIST's scoring tools compare two recognisers with (MAPSSWE, a
+    clip per segment). Two equally good recognisers differ by single-word slips on a few clips
+    either way; above 1.645, ``new`` is worse beyond that at the 5% level."""
+    differences = np.subtract(new.errors, old.errors)
+    if not differences.any():
+        return 0.0
+    standard_error = differences.std(ddof=1) / np.sqrt(len(differences))
+    if standard_error == 0:  # the same difference on every clip
+        return float(np.copysign(np.inf, differences.mean()))
+    return float(differences.mean() / standard_error)
