@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from tests.support.asr_samples import Scored, worse_by
 
 
@@ -10,10 +12,10 @@ def _scored(errors: list[int]) -> Scored:
 
 
 def test_slips_either_way_are_not_a_loss() -> None:
-    # AMD EPYC's figures for the clean set: 6 word errors more in all, spread over 8 clips.
+    # The clean set on AMD EPYC: 6 word errors more in all, worse on 5 clips and better on 3.
     old = _scored([0] * 52 + [1, 1, 1, 0, 0, 0, 0, 0])
-    new = _scored([0] * 52 + [0, 0, 0, 1, 2, 1, 2, 4])
-    assert 1.0 < worse_by(new, old) < 1.645
+    new = _scored([0] * 52 + [0, 0, 0, 3, 1, 2, 1, 2])
+    assert worse_by(new, old) == pytest.approx(1.29, abs=0.01)  # what the integration test printed
 
 
 def test_a_few_clips_worse_and_none_better_is_a_loss() -> None:
