@@ -147,6 +147,7 @@ async function snapshot(page) {
       remoteLoudTimes: stats.remoteLoudTimes ?? [],
       speechStartedTimes: stats.speechStartedTimes ?? [],
       outputStartedTimes: stats.outputStartedTimes ?? [],
+      playoutDelays: stats.playoutDelays ?? [],
       error: document.querySelector("#error")?.textContent ?? "",
     };
   });

@@ -116,6 +116,13 @@ def test_half_duplex_call_answered_when_the_turn_model_hears_the_question_finish
     assert result["remoteAudioPeak"] > 0.05, "the assistant's voice arrived on the remote track"
 
 
+def _playout_delay_at(samples: list[list[int]], moment: int) -> int:
+    """The page's jitter-buffer delay (ms) over the interval that holds ``moment``: the first
+    sample at or after it (each is the average since the one before), else the last one."""
+    assert samples, "the page reports the browser's playout delay while audio plays"
+    return next((ms for when, ms in samples if when >= moment), samples[-1][1])
+
+
 def test_full_duplex_call_where_the_person_speaks_over_the_answer(
     scripted_edge: ServiceProcess, tmp_path: Path
 ) -> None:
@@ -135,7 +142,12 @@ def test_full_duplex_call_where_the_person_speaks_over_the_answer(
     spoke_over = result["speechStartedTimes"][1]
     second_answer = result["outputStartedTimes"][1] if len(result["outputStartedTimes"]) > 1 else float("inf")
     still_heard = [t for t in result["remoteLoudTimes"] if spoke_over <= t < second_answer]
-    assert not still_heard or still_heard[-1] - spoke_over < 1000, still_heard[-1] - spoke_over
+    if still_heard:
+        # The edge's part is when it stopped sending: the last audible moment less the browser's
+        # own playout delay then (its jitter buffer, which grows when packets come unevenly, as
+        # from loaded cores: 1.27 s heard on a loaded box, of which most was that buffer).
+        delay = _playout_delay_at(result["playoutDelays"], still_heard[-1])
+        assert still_heard[-1] - delay - spoke_over < 1000, (still_heard[-1] - spoke_over, delay)
     # The transcript shows the first answer as far as it was heard.
     truncation = result["truncations"][0]
     assert truncation["transcript"] and result["assistant"][0] == truncation["transcript"], result["assistant"]

@@ -364,6 +364,7 @@ function resetStats() {
   stats.remoteLoudTimes = [];
   stats.speechStartedTimes = [];
   stats.outputStartedTimes = [];
+  stats.playoutDelays = [];
 }
 
 // ---------------------------------------------------------------------------------------------

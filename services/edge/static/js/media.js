@@ -8,6 +8,7 @@ const MAX_IMAGE_SIDE = 1024; // px on the long side; larger photos only cost upl
 const JPEG_QUALITY = 0.85;
 const METER_INTERVAL_MS = 50;
 const LOUD_LEVEL = 0.02; // remote level counted as "sound" in parleyStats.remoteAudioLoudMs
+const PLAYOUT_SAMPLE_TICKS = 10; // meter ticks between samples of the browser's playout delay
 
 // ---------------------------------------------------------------------------------------------
 // Audio: one AudioContext for the page, analysers for the mic and the assistant's voice.
@@ -56,6 +57,8 @@ function peakLevel(meter) {
 }
 
 let meterTimer = null;
+let meterTicks = 0;
+let lastJitterBuffer = null;
 let lastMeterTick = 0;
 
 export function startMeters() {
@@ -89,6 +92,28 @@ function updateMeters() {
     }
     drawMeter(ui.voiceMeter, level);
     ui.voiceState.textContent = level > LOUD_LEVEL ? "speaking" : "silent";
+  }
+  if (call?.pc && ++meterTicks % PLAYOUT_SAMPLE_TICKS === 0) samplePlayoutDelay(call.pc).catch(() => {});
+}
+
+/**
+ * The browser's own delay between receiving the assistant's audio and playing it: its jitter
+ * buffer, which grows when packets arrive unevenly (as from a loaded server). The average over
+ * the last samples' interval, from getStats, goes to parleyStats.playoutDelays as [when, ms].
+ * @param {RTCPeerConnection} pc
+ */
+async function samplePlayoutDelay(pc) {
+  const report = await pc.getStats();
+  for (const entry of report.values()) {
+    if (entry.type !== "inbound-rtp" || entry.kind !== "audio") continue;
+    const now = { delay: entry.jitterBufferDelay ?? 0, emitted: entry.jitterBufferEmittedCount ?? 0 };
+    const last = lastJitterBuffer;
+    lastJitterBuffer = now;
+    if (last && now.emitted > last.emitted) {
+      const ms = ((now.delay - last.delay) / (now.emitted - last.emitted)) * 1000;
+      stats.playoutDelays.push([Math.round(performance.now()), Math.round(ms)]);
+      if (stats.playoutDelays.length > 2000) stats.playoutDelays.shift();
+    }
   }
 }
 

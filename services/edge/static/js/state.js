@@ -101,6 +101,7 @@ export const stats = {
   remoteLoudTimes: [],
   speechStartedTimes: [],
   outputStartedTimes: [],
+  playoutDelays: [], // [performance.now(), ms]: the browser's jitter-buffer delay, twice a second
 };
 /** @type {any} */ (window).parleyStats = stats;
 
