@@ -121,7 +121,11 @@ def start_process(
     service = ServiceProcess(name, process)
     threading.Thread(target=service._read_logs, name=f"{name}-logs", daemon=True).start()
     started = time.monotonic()
-    service.wait_listening(timeout)
+    try:
+        service.wait_listening(timeout)
+    except BaseException:  # e.g. pytest-timeout's stop mid-wait: no process is left running
+        service.stop()
+        raise
     service.startup_seconds = time.monotonic() - started  # type: ignore[attr-defined]
     return service
 
