@@ -7,7 +7,7 @@ import pytest
 from services.llm.asr import BUNDLED_WHISPER
 from services.llm.whisper import Whisper
 from tests.support import speech
-from tests.support.asr_samples import QUESTIONS, RATE, make_clips, score, worse_by
+from tests.support.asr_samples import QUESTIONS, RATE, WORSE_AT_5_PERCENT, make_clips, score, worse_by
 from tests.support.transcribe import spoken_words, word_errors
 
 # The two paths are compared clip by clip (matched pairs): on 414 reference words per condition
@@ -16,7 +16,6 @@ from tests.support.transcribe import spoken_words, word_errors
 # fixed allowance of points fails on one kind and hides a real loss on another. A path that is
 # worse on even three clips and better on none fails; without the silence tail (50-70% WER) it
 # fails by far.
-WORSE_AT_5_PERCENT = 1.645
 
 
 @pytest.fixture(scope="module")

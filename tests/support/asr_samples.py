@@ -99,11 +99,14 @@ def score(clips: list[Clip], transcribe: Callable[[np.ndarray], str]) -> Scored:
     return Scored(errors, words, wrong)
 
 
+WORSE_AT_5_PERCENT = 1.645  # worse_by's one-sided 5% level
+
+
 def worse_by(new: Scored, old: Scored) -> float:
     """How many standard errors more word errors per clip ``new`` makes than ``old`` on the same
     clips: the matched-pairs test NIST's scoring tools compare two recognisers with (MAPSSWE, a
     clip per segment). Two equally good recognisers differ by single-word slips on a few clips
-    either way; above 1.645, ``new`` is worse beyond that at the 5% level."""
+    either way; at ``WORSE_AT_5_PERCENT`` and above, ``new`` is worse beyond that at the 5% level."""
     differences = np.subtract(new.errors, old.errors)
     if not differences.any():
         return 0.0

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tests.support.asr_samples import Scored, worse_by
+from tests.support.asr_samples import WORSE_AT_5_PERCENT, Scored, worse_by
 
 
 def _scored(errors: list[int]) -> Scored:
@@ -21,7 +21,7 @@ def test_slips_either_way_are_not_a_loss() -> None:
 def test_a_few_clips_worse_and_none_better_is_a_loss() -> None:
     old = _scored([0] * 60)
     new = _scored([0] * 57 + [1, 1, 1])
-    assert worse_by(new, old) > 1.645
+    assert worse_by(new, old) > WORSE_AT_5_PERCENT
     assert worse_by(old, new) < 0
 
 

@@ -72,6 +72,7 @@ export function startMeters() {
 export function stopMeters() {
   clearInterval(meterTimer);
   meterTimer = null;
+  lastJitterBuffer = null; // the next call's counters start from zero
   drawMeter(ui.micMeter, 0);
   drawMeter(ui.voiceMeter, 0);
   ui.voiceState.textContent = "silent";
