@@ -18,6 +18,7 @@ from tests.support.calls import stream_until_error
 from tests.support.processes import REPO_ROOT, ServiceProcess, start_service
 from tests.support.speech import piper_voice
 from tests.support.turn_samples import (
+    PAUSED_AFTER_MAYBE,
     RATE,
     TurnOutcome,
     TurnSample,
@@ -224,6 +225,32 @@ async def test_a_turn_longer_than_8_seconds_is_scored_on_its_last_8(vad_channel:
     assert len(ended) == 1 and ended[0].reason == vad_pb2.TURN_END_REASON_MAX_WAIT
     assert ended[-1].end_offset_samples - ended[-1].start_offset_samples > 8 * RATE, ended
     assert scored[-1].audio_ms == 8000
+
+
+async def test_the_webrtc_tests_paused_sentence_is_held_at_every_window_phase(vad_channel: grpc.aio.Channel) -> None:
+    """The sentence test_edge_turns.py pauses after "maybe" reaches the VAD over a call, at a
+    phase against its 512-sample windows that moves from run to run (when the microphone starts
+    it): its one pause must be scored unfinished at every phase, or that test tosses a coin.
+    Fails for "Um, so, ..." before it: the sound alone calls the pause after "Um," finished at
+    most phases."""
+    parts = [np.zeros(RATE // 5, np.float32)]
+    for part in PAUSED_AFTER_MAYBE:
+        parts.append(piper_voice(part) if isinstance(part, str) else np.zeros(int(RATE * part), np.float32))
+    second_half = sum(len(p) for p in parts[:3])
+    audio = np.concatenate(parts)
+    turn = vad_pb2.TurnDetectionConfig(completion_threshold=0.5, max_wait_ms=DEFAULT_MAX_WAIT_MS)
+    for shift in range(0, 512, 32):
+        responses = await detect(
+            vad_channel,
+            np.concatenate((np.zeros(shift, np.float32), audio)),
+            min_silence_ms=SEMANTIC_PAUSE_MS,
+            speech_pad_ms=300,
+            turn_detection=turn,
+        )
+        scores = [r.turn_scored.probability for r in responses if r.WhichOneof("event") == "turn_scored"]
+        ended = [r.turn_ended for r in responses if r.WhichOneof("event") == "turn_ended"]
+        assert len(scores) == 2 and scores[0] < 0.5, (shift, scores)
+        assert ended and ended[0].end_offset_samples > shift + second_half, (shift, ended)
 
 
 async def test_a_very_short_utterance_gets_a_decision(vad_channel: grpc.aio.Channel) -> None:

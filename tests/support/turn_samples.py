@@ -32,6 +32,10 @@ LEAD_SILENCE_S = 0.3
 TRAIL_SILENCE_S = 3.0
 NOISE_RMS = 0.0005  # a quiet room, not digital silence
 
+# The WebRTC turn test's sentence (tests/integration/test_edge_turns.py), Piper text and pauses
+# in seconds: one pause, after "maybe", where the speaker is not done.
+PAUSED_AFTER_MAYBE = ("I was thinking that maybe", 1.0, "you could tell me the capital of France.", 2.5)
+
 # (first part, rest): the cut falls between them, at a point where a person might pause.
 SENTENCES: list[tuple[str, str]] = [
     ("I'd like to book a table for", "two people tonight."),
