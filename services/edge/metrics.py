@@ -12,6 +12,10 @@ REFUSED_SESSIONS = Counter("parley_edge_refused_sessions", "Sessions refused.", 
 SLOW_CLIENTS = Counter(
     "parley_edge_slow_clients", "WebSocket sessions ended because the client stopped reading its events."
 )
+CLIENT_THROTTLED_SECONDS = Counter(
+    "parley_edge_client_throttled_seconds",
+    "Seconds WebSocket clients were held back for sending beyond --max-client-bytes-per-second.",
+)
 CALLS_NEVER_CONNECTED = Counter(
     "parley_edge_calls_never_connected", "WebRTC calls ended because their connection was not up in time."
 )

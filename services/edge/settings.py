@@ -108,6 +108,12 @@ class EdgeSettings(ProcessSettings):
     max_event_bytes: int = Field(
         4 * 1024 * 1024, ge=64 * 1024, le=32 * 1024 * 1024, description="Largest client event (JSON text) accepted."
     )
+    max_client_bytes_per_second: int = Field(
+        2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="What one WebSocket client may send a second on average (twice --max-event-bytes at once); "
+        "beyond it its socket is read no further until it is back within the rate. Real-time audio is 64 KB/s.",
+    )
     max_sdp_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024, description="Largest SDP offer accepted.")
     max_input_buffer_seconds: float = Field(
         60.0, gt=0, le=600, description="Uncommitted input audio kept per session (push-to-talk); older is dropped."

@@ -390,3 +390,29 @@ async def test_a_client_that_stops_reading_is_ended_and_others_go_on(edge_servic
     finally:
         slow.close()
     await wait_for_edge_sessions(edge_service, sessions)
+
+
+@pytest.fixture
+def throttled_edge(vad_service: ServiceProcess, scripted_llm: ServiceProcess, tts_service: ServiceProcess):
+    edge = start_edge(
+        vad_service, scripted_llm, tts_service, "--max-client-bytes-per-second=65536", "--max-event-bytes=65536"
+    )
+    yield edge
+    assert edge.stop() == 0, f"edge exited badly; log: {edge.logs[-10:]}"
+
+
+async def test_a_client_sending_beyond_its_rate_is_held_back_not_refused(throttled_edge: ServiceProcess) -> None:
+    """Six 1 s appends at once (384 KB) against 64 KB/s and a 128 KB burst: every one is read
+    and none refused, but the client is held back ~4 s (the edge read no further meanwhile),
+    and its next text turn is answered."""
+    audio = base64.b64encode(np.zeros(24000, "<i2").tobytes()).decode()
+    async with realtime_socket(throttled_edge.url) as socket:
+        await socket.next_event("session.created")
+        held_back = await edge_metric(throttled_edge, "parley_edge_client_throttled_seconds_total")
+        for _ in range(6):
+            await socket.send({"type": "input_audio_buffer.append", "audio": audio})
+        await socket.send({"type": "input_audio_buffer.clear"})
+        await socket.next_event("input_audio_buffer.cleared", timeout=30)
+        assert not socket.of_type("error"), socket.of_type("error")
+        assert await edge_metric(throttled_edge, "parley_edge_client_throttled_seconds_total") >= held_back + 1
+        await _text_turn_works(socket)
