@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
 from bench.soak import Tally, leaver, piler, slow_reader
 from tests.support.processes import running_stack
 
 KINDS = ("idle", "piler", "leaver", "slow")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def run(kind: str, url: str, seconds: float, tally: Tally) -> None:
@@ -50,14 +43,13 @@ async def main() -> None:
         parser.error(f"unknown abuser kind(s): {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
     args.kinds = args.kinds or list(KINDS)
     with running_stack() as services:
-        pids = {name: service.process.pid for name, service in services.items()}
-        print("abuser     wall  " + "".join(f"{name:>8}" for name in pids) + "  errors the abusers saw")
+        print("abuser     wall  " + "".join(f"{name:>8}" for name in services) + "  errors the abusers saw")
         for kind in args.kinds:
             tally = Tally()
-            before, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
+            before, started = {name: service.cpu_seconds() for name, service in services.items()}, time.monotonic()
             await run(kind, services["edge"].url, args.seconds, tally)
             wall = time.monotonic() - started
-            shares = {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+            shares = {name: (service.cpu_seconds() - before[name]) / wall for name, service in services.items()}
             print(
                 f"{kind:<9} {wall:4.0f} s "
                 + "".join(f"{share:8.0%}" for share in shares.values())

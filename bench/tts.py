@@ -14,7 +14,6 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -116,18 +115,13 @@ class StreamRun:
         await writer
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def run_level(
     service: ServiceProcess, n_streams: int, token_delay: float, spread: float
 ) -> tuple[list[StreamRun], float]:
     """``n_streams`` streams at once, starts spread over ``spread`` seconds; returns them and server CPU."""
     channels = [grpc.aio.insecure_channel(service.grpc_address) for _ in range(min(n_streams, 4))]
     runs = [StreamRun(REPLIES[i % len(REPLIES)], token_delay) for i in range(n_streams)]
-    cpu_before, wall_before = cpu_seconds(service.process.pid), time.perf_counter()
+    cpu_before, wall_before = service.cpu_seconds(), time.perf_counter()
     start_at = time.perf_counter() + 0.3
     await asyncio.gather(
         *(
@@ -138,7 +132,7 @@ async def run_level(
             for i, run in enumerate(runs)
         )
     )
-    cpu = (cpu_seconds(service.process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+    cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     for channel in channels:
         await channel.close()
     return runs, cpu

@@ -15,7 +15,6 @@ import statistics
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -108,11 +107,6 @@ class PacedStream:
                 self.end_latencies.append(received - self.sent_at[speech_end] - MIN_SILENCE_MS / 1000)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def behind_realtime_total(service: ServiceProcess) -> float:
     with urllib.request.urlopen(service.metrics_url, timeout=10) as response:
         for line in response.read().decode().splitlines():
@@ -129,7 +123,7 @@ async def run_streams(service: ServiceProcess, recordings: list[np.ndarray], n_s
         PacedStream(recordings[i % len(recordings)], phase=(i / n_streams) * CHUNK_MS / 1000) for i in range(n_streams)
     ]
     behind_before = behind_realtime_total(service)
-    cpu_before, wall_before = cpu_seconds(service.process.pid), time.perf_counter()
+    cpu_before, wall_before = service.cpu_seconds(), time.perf_counter()
     start_at = time.perf_counter() + 0.5
     await asyncio.gather(
         *(
@@ -137,7 +131,7 @@ async def run_streams(service: ServiceProcess, recordings: list[np.ndarray], n_s
             for i, stream in enumerate(streams)
         )
     )
-    cpu = (cpu_seconds(service.process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+    cpu = (service.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     for channel in channels:
         await channel.close()
     decisions = [x for s in streams for x in s.decision_latencies]

@@ -12,19 +12,13 @@ from tests.support.processes import ServiceProcess, start_edge
 from tests.support.speech import piper_voice, resample
 from tests.support.tooling import metric_value
 from tests.support.transcribe import spoken_words
-from tests.support.turn_samples import PAUSED_AFTER_MAYBE, phrase_cut
+from tests.support.turn_samples import PAUSED_AFTER_MAYBE, phrase_cut, piper_said
 from tests.support.webrtc_client import RATE, RealtimeCall
 
 
 def _said(*parts: str | float) -> np.ndarray:
     """Piper speech at the call's rate; floats are pauses in seconds."""
-    audio = [np.zeros(RATE // 5, np.float32)]
-    for part in parts:
-        if isinstance(part, str):
-            audio.append(resample(piper_voice(part), 16000, RATE))
-        else:
-            audio.append(np.zeros(int(RATE * part), np.float32))
-    return np.concatenate(audio)
+    return piper_said(*parts, rate=RATE)
 
 
 def _semantic(eagerness: str = "auto") -> dict[str, object]:

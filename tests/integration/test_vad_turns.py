@@ -26,6 +26,7 @@ from tests.support.turn_samples import (
     judge_first_pause,
     make_samples,
     phrase_cut,
+    piper_said,
     summary,
 )
 from tests.support.vad_client import config_request, detect, segments
@@ -233,11 +234,8 @@ async def test_the_webrtc_tests_paused_sentence_is_held_at_every_window_phase(va
     it): its one pause must be scored unfinished at every phase, or that test tosses a coin.
     Fails for "Um, so, ..." before it: the sound alone calls the pause after "Um," finished at
     most phases."""
-    parts = [np.zeros(RATE // 5, np.float32)]
-    for part in PAUSED_AFTER_MAYBE:
-        parts.append(piper_voice(part) if isinstance(part, str) else np.zeros(int(RATE * part), np.float32))
-    second_half = sum(len(p) for p in parts[:3])
-    audio = np.concatenate(parts)
+    audio = piper_said(*PAUSED_AFTER_MAYBE)
+    second_half = len(piper_said(*PAUSED_AFTER_MAYBE[:2]))  # the lead, the first half and the pause
     turn = vad_pb2.TurnDetectionConfig(completion_threshold=0.5, max_wait_ms=DEFAULT_MAX_WAIT_MS)
     for shift in range(0, 512, 32):
         responses = await detect(

@@ -73,6 +73,12 @@ class ServiceProcess:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the process has used so far (Linux; user and system), in seconds."""
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def warnings(self) -> list[dict[str, object]]:
         return [r for r in self.logs if r.get("level") in ("warning", "error", "critical")]
 

@@ -36,6 +36,19 @@ NOISE_RMS = 0.0005  # a quiet room, not digital silence
 # in seconds: one pause, after "maybe", where the speaker is not done.
 PAUSED_AFTER_MAYBE = ("I was thinking that maybe", 1.0, "you could tell me the capital of France.", 2.5)
 
+
+def piper_said(*parts: str | float, rate: int = RATE) -> np.ndarray:
+    """The bundled Piper voice at ``rate`` after 0.2 s of silence; floats are pauses in seconds."""
+    audio = [np.zeros(rate // 5, np.float32)]
+    for part in parts:
+        if isinstance(part, str):
+            voice = speech.piper_voice(part)
+            audio.append(voice if rate == RATE else speech.resample(voice, RATE, rate))
+        else:
+            audio.append(np.zeros(int(rate * part), np.float32))
+    return np.concatenate(audio)
+
+
 # (first part, rest): the cut falls between them, at a point where a person might pause.
 SENTENCES: list[tuple[str, str]] = [
     ("I'd like to book a table for", "two people tonight."),
