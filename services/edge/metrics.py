@@ -14,7 +14,11 @@ SLOW_CLIENTS = Counter(
 )
 CLIENT_THROTTLED_SECONDS = Counter(
     "parley_edge_client_throttled_seconds",
-    "Seconds WebSocket clients were held back for sending beyond --max-client-bytes-per-second.",
+    "Seconds clients' events waited for sending beyond --max-client-bytes-per-second.",
+)
+CLIENT_REFUSED_EVENTS = Counter(
+    "parley_edge_client_refused_events",
+    "Data channel events refused: sent so far beyond --max-client-bytes-per-second that a burst was waiting.",
 )
 CALLS_NEVER_CONNECTED = Counter(
     "parley_edge_calls_never_connected", "WebRTC calls ended because their connection was not up in time."

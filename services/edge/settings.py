@@ -111,8 +111,9 @@ class EdgeSettings(ProcessSettings):
     max_client_bytes_per_second: int = Field(
         2 * 1024 * 1024,
         ge=64 * 1024,
-        description="What one WebSocket client may send a second on average (twice --max-event-bytes at once); "
-        "beyond it its socket is read no further until it is back within the rate. Real-time audio is 64 KB/s.",
+        description="What one client may send a second on average (twice --max-event-bytes at once); beyond it "
+        "a WebSocket is read no further until it is back within the rate, and a data channel's events wait "
+        "(beyond a burst waiting, they are refused). Real-time audio is 64 KB/s.",
     )
     max_sdp_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024, description="Largest SDP offer accepted.")
     max_input_buffer_seconds: float = Field(

@@ -25,6 +25,7 @@ from services.edge import metrics
 from services.edge.audio import AssistantAudioTrack, WebRtcInputResampler
 from services.edge.events import Event
 from services.edge.http import json_error
+from services.edge.inbound import EventInbox, InboundBudget
 from services.edge.protocol import ProtocolError
 from services.edge.registry import ServerFull, SessionRegistry
 from services.edge.session import Session
@@ -195,11 +196,6 @@ async def _pump_microphone(track: MediaStreamTrack, session: Session) -> None:
             session.push_input(resampler.convert(frame))  # type: ignore[arg-type]
 
 
-async def _handle_events(inbox: asyncio.Queue[str | bytes], session: Session) -> None:
-    while not session.closed.is_set():
-        await session.handle_text(await inbox.get())
-
-
 class WebRtcCalls:
     def __init__(self, settings: EdgeSettings, registry: SessionRegistry) -> None:
         self._settings = settings
@@ -272,13 +268,15 @@ class WebRtcCalls:
                 # A closed tab ends its call now rather than when ICE consent expires (~30 s).
                 session.spawn(session.close("data channel closed"))
 
-            # Events are handled one at a time, in the order they came.
-            inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
-            readers.append(session.spawn(_handle_events(inbox, session)))
+            # Events are handled one at a time, in the order they came, within the client's budget.
+            settings = self._settings
+            budget = InboundBudget(settings.max_client_bytes_per_second, 2 * settings.max_event_bytes)
+            inbox = EventInbox(budget, refuse=session.emit)
+            readers.append(session.spawn(inbox.handle(session.handle_text, session.closed)))
 
             @data_channel.on("message")
             def on_message(message: str | bytes) -> None:
-                inbox.put_nowait(message)
+                inbox.put(message)
 
         connected = asyncio.Event()
 

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -16,6 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from services.edge import events, metrics
 from services.edge.audio import PlaybackClock
 from services.edge.events import Event
+from services.edge.inbound import InboundBudget
 from services.edge.protocol import REALTIME_AUDIO_RATE
 from services.edge.registry import ServerFull, SessionRegistry
 from services.edge.session import Session
@@ -53,25 +52,6 @@ class Outbox:
 
     def sent(self, text: str) -> None:
         self.unsent -= len(text)
-
-
-class InboundBudget:
-    """What a client may send: ``rate`` bytes a second on average, ``burst`` at once. A client
-    over it waits before its next event is read: the edge stops reading its socket, and TCP
-    holds the client back. Reading, parsing and refusing events costs the edge's one event loop
-    per byte (one client piling up 2.9 MB items took 53% of a core, every other session waiting
-    behind it); this bounds any one client's share without refusing anything."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate, self._burst, self._clock = rate, burst, clock
-        self._tokens, self._at = burst, clock()
-
-    def spend(self, size: int) -> float:
-        """Take ``size`` bytes; the seconds to wait before reading on (0 within the budget)."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate) - size
-        self._at = now
-        return max(0.0, -self._tokens / self._rate)
 
 
 READ_LIMIT_BYTES = 32 * 1024 * 1024
@@ -126,10 +106,7 @@ class WebSocketEndpoint:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):  # JSON in a binary frame still parses
                     await session.handle_text(message.data)
-                    if wait := budget.spend(len(message.data)):
-                        metrics.CLIENT_THROTTLED_SECONDS.inc(wait)
-                        with contextlib.suppress(TimeoutError):  # held back, unless the session ends meanwhile
-                            await asyncio.wait_for(session.closed.wait(), wait)
+                    await budget.hold_back(len(message.data), session.closed)  # TCP holds the client back
                 if session.closed.is_set():
                     break
         finally:

@@ -18,6 +18,7 @@ from PIL import Image
 from tests.support.counts import edge_metric, edge_sessions, wait_for_edge_metric, wait_for_edge_sessions
 from tests.support.processes import ServiceProcess, start_edge
 from tests.support.realtime_ws import RealtimeSocket, UnreadSocket, realtime_socket
+from tests.support.webrtc_client import RealtimeCall
 
 TEXT_QUESTION = {
     "type": "conversation.item.create",
@@ -416,3 +417,31 @@ async def test_a_client_sending_beyond_its_rate_is_held_back_not_refused(throttl
         assert not socket.of_type("error"), socket.of_type("error")
         assert await edge_metric(throttled_edge, "parley_edge_client_throttled_seconds_total") >= held_back + 1
         await _text_turn_works(socket)
+
+
+async def test_a_call_sending_beyond_its_rate_on_the_data_channel_gets_errors_and_goes_on(
+    throttled_edge: ServiceProcess,
+) -> None:
+    """A data channel cannot be held back, so what waits is bounded: eight 40 KB appends at once
+    against 64 KB/s and a 128 KB burst, and those beyond a burst waiting are refused with
+    ``rate_limit_exceeded``; the rest are handled in order and the call's next turn is answered."""
+    audio = base64.b64encode(np.zeros(15000, "<i2").tobytes()).decode()  # 40 KB of JSON each
+    call = RealtimeCall(throttled_edge.url)
+    try:
+        await call.connect({"type": "realtime", "parley": {"mode": "chat"}, "output_modalities": ["text"]})
+        await call.wait_for("session.created")
+        for _ in range(8):
+            call.send({"type": "input_audio_buffer.append", "audio": audio})
+        call.send({"type": "input_audio_buffer.clear"})
+        await call.wait_for("input_audio_buffer.cleared", timeout=30)
+        refused = [e for e in call.of_type("error") if e["error"]["code"] == "rate_limit_exceeded"]
+        assert 1 <= len(refused) <= 6, call.of_type("error")
+        assert await edge_metric(throttled_edge, "parley_edge_client_refused_events_total") >= len(refused)
+        count = len(call.events)
+        call.send(TEXT_QUESTION)
+        call.send({"type": "response.create"})
+        done = await call.wait_for("response.done", after=count, timeout=60)
+    finally:
+        await call.close()
+    assert done["response"]["status"] == "completed"
+    assert "Paris" in done["response"]["output"][0]["content"][0]["text"]

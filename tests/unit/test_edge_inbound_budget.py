@@ -1,6 +1,10 @@
-"""The WebSocket transport's inbound budget: the wait it asks for, on a fake clock."""
+"""The inbound budget (the wait it asks for, on a fake clock) and the data channel's inbox."""
 
-from services.edge.websocket import InboundBudget
+import asyncio
+
+from openai.types import realtime as rt
+
+from services.edge.inbound import EventInbox, InboundBudget
 
 
 class FakeClock:
@@ -41,3 +45,56 @@ def test_a_client_sending_at_the_rate_is_never_held_back() -> None:
         clock.now += 0.02
         waits.append(budget.spend(1280))
     assert max(waits) == 0.0
+
+
+# The data channel's inbox: SCTP cannot be paused, so what waits is bounded by one burst.
+
+
+async def test_a_data_channel_inbox_hands_events_on_in_order_and_refuses_beyond_a_burst() -> None:
+    refused: list[rt.RealtimeErrorEvent] = []
+    inbox = EventInbox(InboundBudget(rate=1e9, burst=100, clock=FakeClock()), refuse=refused.append)
+    for text in ("a" * 40, "b" * 40, "c" * 40):  # the third would make 120 bytes wait
+        inbox.put(text)
+    assert [r.error.code for r in refused] == ["rate_limit_exceeded"]
+    assert inbox.queued_bytes == 80
+
+    handled: list[str] = []
+    closed = asyncio.Event()
+
+    async def handler(message: str | bytes) -> None:
+        handled.append(str(message)[0])
+        if len(handled) == 2:
+            closed.set()
+
+    await asyncio.wait_for(inbox.handle(handler, closed), timeout=5)
+    assert handled == ["a", "b"]
+    assert inbox.queued_bytes == 0
+    inbox.put("d" * 100)  # room again once handled: a whole burst may wait
+    assert len(refused) == 1
+
+
+async def test_a_data_channel_inbox_counts_an_event_as_waiting_until_it_is_handled() -> None:
+    refused: list[rt.RealtimeErrorEvent] = []
+    inbox = EventInbox(InboundBudget(rate=1e9, burst=100, clock=FakeClock()), refuse=refused.append)
+    closed = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_handler(message: str | bytes) -> None:
+        started.set()
+        await release.wait()
+        closed.set()
+
+    inbox.put("a" * 60)
+    task = asyncio.create_task(inbox.handle(slow_handler, closed))
+    await started.wait()
+    inbox.put("b" * 60)  # the first is still being handled: 120 bytes would wait
+    assert len(refused) == 1
+    release.set()
+    await asyncio.wait_for(task, timeout=5)
+
+
+async def test_holding_back_ends_when_the_session_closes() -> None:
+    budget = InboundBudget(rate=1, burst=1, clock=FakeClock())
+    closed = asyncio.Event()
+    closed.set()
+    await asyncio.wait_for(budget.hold_back(3600, closed), timeout=5)  # asks an hour; the session is over
