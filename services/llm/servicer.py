@@ -17,7 +17,7 @@ from services.common.languages import listed
 from services.common.memory import FreedMemoryTrimmer
 from services.common.server import InvalidRequest, Lifecycle, RequestError
 from services.common.streams import StreamGuard, StreamMetrics
-from services.common.words import bare_words
+from services.common.words import bare_words, only_hesitation
 from services.llm import metrics
 from services.llm.asr import SpeechRecognizer, TurnTranscriber
 from services.llm.backends import (
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # Said, not generated, when images reach a model that cannot see them.
 CANNOT_SEE_IMAGES = "I can't see images: the model I run on reads text only."
 _INPUT_DONE = object()
+# The words' score of a hesitation alone ("Um,"): not the end of a turn, and no model asked.
+HESITATION_SCORE = EndOfTurnScore(probability=0.0, inference_ms=0.0, computed_tokens=0)
 FINISH_REASONS = {
     "stop": conversation_pb2.FINISH_REASON_STOP,
     "length": conversation_pb2.FINISH_REASON_LENGTH,
@@ -270,6 +272,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         started = time.perf_counter()
         wants_reply = (bool(user_text) or continues) and not header.transcribe_only
         words = bare_words(user_text) if header.score_end_of_turn and self.scores_end_of_turn else ""
+        if words and only_hesitation(words):  # no model asked: a hesitation alone never ends a turn
+            yield self._scored(HESITATION_SCORE)
+            words = ""
         # Whether this turn goes into the history: not when it fails before anything is said.
         recorded = bool(notice) or (bool(user_text) and not wants_reply)
         try:
@@ -475,7 +480,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         session = self._sessions.get(request.session_id) or Session(
             request.session_id, self._engine.new_session_state(), self._settings.system_prompt
         )  # unknown: after the system prompt alone, and nothing kept
-        result = await self._score(session, transcript)
+        result = HESITATION_SCORE if only_hesitation(transcript) else await self._score(session, transcript)
         return conversation_pb2.ScoreEndOfTurnResponse(
             probability=result.probability, inference_ms=result.inference_ms, computed_tokens=result.computed_tokens
         )

@@ -248,6 +248,24 @@ async def test_a_turn_that_asks_has_its_words_scored_before_its_first_text(llm_c
     assert not transcribed.deltas
 
 
+async def test_a_hesitation_alone_never_ends_a_turn_and_costs_no_model_time(llm_channel: grpc.aio.Channel) -> None:
+    """A hesitation alone ("Um,") says nothing yet: its score is 0 without the model (the 135M
+    model gives "Um" an end-of-sentence probability like a real answer's, ~0.016), by
+    ScoreEndOfTurn and before a reply's first text alike; words that begin with one are words."""
+    stub = conversation_pb2_grpc.ConversationServiceStub(llm_channel)
+    alone = await stub.ScoreEndOfTurn(conversation_pb2.ScoreEndOfTurnRequest(transcript="Um,"))
+    assert alone.probability == 0.0 and alone.computed_tokens == 0
+    scored = await ask(
+        llm_channel, new_session(), "Uh, um.", score_end_of_turn=True, generation={"max_output_tokens": 8}
+    )
+    assert scored.end_of_turn is not None and scored.end_of_turn.probability == 0.0
+    assert scored.deltas_before_score == 0 and scored.deltas  # the held answer is still begun
+    begun = await stub.ScoreEndOfTurn(
+        conversation_pb2.ScoreEndOfTurnRequest(transcript="Um, what is the capital of France")
+    )
+    assert begun.computed_tokens > 0 and begun.probability > 0
+
+
 async def test_scoring_a_pause_leaves_the_session_exactly_as_it_was(llm_channel: grpc.aio.Channel) -> None:
     """Two sessions with the same first turn; one has its pause scored before the second turn.
     The second turns are the same: same prompt, same tokens from the cache, same reply."""

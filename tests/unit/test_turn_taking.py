@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.words import bare_words
+from services.common.words import bare_words, only_hesitation
 from services.edge.protocol import TurnDetection
 from services.edge.turn_taking import (
     EAGERNESS,
@@ -109,6 +109,13 @@ def test_the_recognisers_closing_punctuation_is_not_the_speakers() -> None:
     assert bare_words(" What is the capital of? ") == "What is the capital of"
     assert bare_words("Tell me a joke about…") == "Tell me a joke about"
     assert bare_words("7.30") == "7.30"
+
+
+def test_a_hesitation_alone_is_told_from_words_that_begin_with_one() -> None:
+    assert only_hesitation("Um,") and only_hesitation(" Uh, um... ") and only_hesitation("Hmm.")
+    assert not only_hesitation("Um, what is the capital of France?")
+    assert not only_hesitation("Mm-hmm.")  # yes
+    assert not only_hesitation("Umbrella.") and not only_hesitation("") and not only_hesitation(" ... ")
 
 
 def _judged(sound: float, words: float | None) -> PauseJudgement:
