@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from openai.types import realtime as rt
 
 from services.edge import events, metrics
+from services.edge.settings import EdgeSettings
 
 
 class InboundBudget:
@@ -27,6 +27,11 @@ class InboundBudget:
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate, self.burst, self._clock = rate, burst, clock
         self._tokens, self._at = burst, clock()
+
+    @classmethod
+    def of_client(cls, settings: EdgeSettings) -> InboundBudget:
+        """One client's budget: ``--max-client-bytes-per-second``, twice ``--max-event-bytes`` at once."""
+        return cls(settings.max_client_bytes_per_second, 2 * settings.max_event_bytes)
 
     def spend(self, size: int) -> float:
         """Take ``size`` bytes; the seconds to wait before reading on (0 within the budget)."""
@@ -49,9 +54,8 @@ class EventInbox:
 
     def __init__(self, budget: InboundBudget, refuse: Callable[[rt.RealtimeErrorEvent], None]) -> None:
         self._budget, self._refuse = budget, refuse
-        self._queue: deque[str | bytes] = deque()
-        self._arrived = asyncio.Event()
-        self.queued_bytes = 0
+        self._queue: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self.queued_bytes = 0  # until handled: the one being handled counts
 
     def put(self, message: str | bytes) -> None:
         if self.queued_bytes + len(message) > self._budget.burst:
@@ -66,19 +70,13 @@ class EventInbox:
                 )
             )
             return
-        self._queue.append(message)
+        self._queue.put_nowait(message)
         self.queued_bytes += len(message)
-        self._arrived.set()
 
     async def handle(self, handler: Callable[[str | bytes], Awaitable[None]], closed: asyncio.Event) -> None:
         """Hand each event to ``handler`` (awaited), in the order they came, until ``closed``."""
         while not closed.is_set():
-            if not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            message = self._queue[0]
+            message = await self._queue.get()
             await handler(message)
-            self._queue.popleft()
             self.queued_bytes -= len(message)
             await self._budget.hold_back(len(message), closed)

@@ -269,9 +269,7 @@ class WebRtcCalls:
                 session.spawn(session.close("data channel closed"))
 
             # Events are handled one at a time, in the order they came, within the client's budget.
-            settings = self._settings
-            budget = InboundBudget(settings.max_client_bytes_per_second, 2 * settings.max_event_bytes)
-            inbox = EventInbox(budget, refuse=session.emit)
+            inbox = EventInbox(InboundBudget.of_client(self._settings), refuse=session.emit)
             readers.append(session.spawn(inbox.handle(session.handle_text, session.closed)))
 
             @data_channel.on("message")

@@ -100,7 +100,7 @@ class WebSocketEndpoint:
         session.output = PlaybackClock(REALTIME_AUDIO_RATE, session.send_audio_delta)
         sender = asyncio.create_task(self._send_events(ws, outbox, session))
         not_reading = asyncio.create_task(self._end_if_not_reading(request, outbox, session))
-        budget = InboundBudget(self._settings.max_client_bytes_per_second, 2 * self._settings.max_event_bytes)
+        budget = InboundBudget.of_client(self._settings)
         session.start()
         try:
             async for message in ws:
